@@ -1,0 +1,32 @@
+# The README's commands. Each target sets up what it needs first (a .venv with calibexp and its
+# test extras); nothing else has to be installed by hand.
+VENV ?= .venv
+PYTHON ?= python3
+# mlflow run's local env manager runs `python ...` from PATH: the venv must come first.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+
+.PHONY: install demo test ui bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: install  ## train the embedded default (digits, small CNN, CE) into ./mlflow.db
+	mlflow run . -e train --env-manager local
+
+test: install  ## the whole test suite, CPU only
+	python -m pytest
+
+ui: install  ## the MLflow UI on the same store: http://127.0.0.1:5000
+	mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+
+bench: install  ## the benchmarks/ scripts
+	python benchmarks/tracking_overhead.py
+
+clean:
+	rm -rf $(VENV) mlflow.db mlruns mlartifacts

@@ -1,0 +1,92 @@
+"""Tracking overhead: median epoch time of the demo with full MLflow tracking (per-epoch metrics,
+heartbeat, checkpoints; written every ``tracking.flush_every_s``) against the same loop with
+tracking off, in one process.
+
+    python benchmarks/tracking_overhead.py [--rounds 3] [key=value ...]
+
+Target: ratio <= 1.02. Rounds alternate off/on so drift in machine load hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class TimedRecorder:
+    """Wraps a recorder; an epoch's time runs from one ``end_epoch`` return to the next, so it
+    includes the recording work done on the training thread."""
+
+    def __init__(self, inner, start: float) -> None:
+        self.inner, self.last, self.times = inner, start, []
+
+    def end_epoch(self, *args, **kwargs) -> None:
+        self.inner.end_epoch(*args, **kwargs)
+        now = time.perf_counter()
+        self.times.append(now - self.last)
+        self.last = now
+
+
+def one_round(cfg, tracked: bool) -> tuple[list[float], float]:
+    from calibexp.run import BestSoFar, build_parts, fit, run_tags
+    from calibexp.tracking.recorder import EpochRecorder, NoRecorder
+    from calibexp.tracking.run import TrackedRun, experiment_id_for, tracking_client
+
+    parts = build_parts(cfg)
+    run = None
+    if tracked:
+        client = tracking_client()
+        run = TrackedRun.create(client, experiment_id_for(client, "benchmark"), None, run_tags(cfg))
+        inner = EpochRecorder(run, cfg.tracking.flush_every_s, cfg.train.epochs)
+    else:
+        inner = NoRecorder()
+    start = time.perf_counter()
+    recorder = TimedRecorder(inner, start)
+    fit(parts, recorder, 0, BestSoFar(cfg.eval.best_mode))
+    if run is not None:
+        run.finish("FINISHED")  # drains the queue: counted in the total below
+    total = time.perf_counter() - start
+    return recorder.times[1:], total  # epoch 1 carries one-off warm-up
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="calibexp-bench-")
+    os.chdir(workdir)  # the sqlite store and its artifacts live here
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir}/mlflow.db"
+    sys.stdout = open(os.devnull, "w")  # silence the per-epoch lines
+    from calibexp.config import load_config
+
+    cfg = load_config(ROOT / "configs/demo.yaml", ["train.progress=false", *args.overrides])
+    times = {False: [], True: []}
+    totals = {False: [], True: []}
+    for _ in range(args.rounds):
+        for tracked in (False, True):
+            epoch_times, total = one_round(cfg, tracked)
+            times[tracked] += epoch_times
+            totals[tracked].append(total)
+    sys.stdout = sys.__stdout__
+    off, on = statistics.median(times[False]), statistics.median(times[True])
+    import torch
+
+    print(f"demo ({cfg.train.epochs} epochs x {args.rounds} rounds, torch threads "
+          f"{torch.get_num_threads()}, {os.cpu_count()} CPUs)")
+    print(f"median epoch time, tracking off: {off * 1000:.1f} ms")
+    print(f"median epoch time, tracking on:  {on * 1000:.1f} ms")
+    print(f"ratio on/off (median epoch): {on / off:.3f}   target <= 1.02")
+    print(f"ratio on/off (whole run incl. final flush, median): "
+          f"{statistics.median(totals[True]) / statistics.median(totals[False]):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+"""calibexp: calibration research on MLflow and Optuna.
+
+    from calibexp import load_config, run_experiment
+    result = run_experiment(load_config("configs/demo.yaml", ["train.epochs=2"]))
+"""
+
+from calibexp.config import ExperimentConfig, load_config
+from calibexp.errors import CalibexpError
+from calibexp.run import RunResult, run_experiment
+
+__all__ = ["CalibexpError", "ExperimentConfig", "RunResult", "load_config", "run_experiment"]

@@ -1,0 +1,41 @@
+"""What every entry point shares: one-line errors, exit codes, SIGTERM handled like Ctrl-C.
+
+Exit codes: 0 done; 2 bad input (a ``CalibexpError``: one line, no traceback); 130 interrupted
+(SIGINT or SIGTERM; the run is marked KILLED and its last checkpoint kept). Anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import signal
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from calibexp.errors import CalibexpError
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def split_overrides(text: str, extra: list[str]) -> list[str]:
+    """``-P overrides="a=1 b=2"`` arrives as one string; extra CLI words are overrides too."""
+    return [*shlex.split(text or ""), *extra]
+
+
+def main_guard(body: Callable[[], object]) -> NoReturn:
+    signal.signal(signal.SIGTERM, _terminate)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        body()
+    except CalibexpError as err:
+        print(f"calibexp: error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("calibexp: interrupted; the run is marked KILLED, its last checkpoint is kept "
+              "(continue it with -P resume=<run id>)", file=sys.stderr, flush=True)
+        sys.exit(130)
+    sys.exit(0)

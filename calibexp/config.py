@@ -1,0 +1,302 @@
+"""Run configs: YAML with ``_base_`` inheritance, dotted overrides, one frozen validated object.
+
+    cfg = load_config("configs/demo.yaml", ["optim.lr=0.05", "train.epochs=2"])
+
+Flow (OmegaConf does the parsing, merging, interpolation and type checking; this module adds
+what it lacks):
+
+1. ``_base_`` (a path or a list of paths, relative to the file) is loaded recursively, then
+   deep-merged in order, the child last. Mappings merge; lists and scalars replace. A cycle is
+   an error. When a component section (``data``, ``model``, ``loss``, ``optim``, ``schedule``)
+   changes its ``name``, the section is replaced, not merged, so ``loss: {name: ce}`` over a
+   ``focal`` base cannot inherit a stray ``gamma``.
+2. Dotted overrides ``key=value`` are parsed as YAML values (``3``, ``0.1``, ``[150, 250]``,
+   ``null``) and merged on top with the same rule.
+3. The result is validated against the schema: the static sections below, and for each
+   component the keyword-only hyper-parameters of the registered builder it names
+   (``calibexp.registry``). Unknown keys and wrong types fail here, naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from calibexp.errors import CalibexpError
+from calibexp.registry import closest
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    grad_clip: Optional[float] = None  # global L2 norm; null = no clipping
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere | fp32 | bf16
+    progress: bool = True  # tqdm bar with loss / accuracy
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "train.epochs", self.epochs, "an integer >= 1")
+        _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
+        _check(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip", self.grad_clip,
+               "null or a positive norm")
+        _check(self.precision in PRECISIONS, "train.precision", self.precision, " | ".join(PRECISIONS))
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = 1000
+    ece_bins: int = 15
+    best_metric: str = "val/nll"  # which epoch's weights become checkpoints/best.pt
+    best_mode: str = "min"
+    test_checkpoint: str = "last"  # the weights evaluated once on test: last (the papers') | best
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "eval.batch_size", self.batch_size, "an integer >= 1")
+        _check(self.ece_bins >= 1, "eval.ece_bins", self.ece_bins, "an integer >= 1")
+        _check(self.best_metric.startswith("val/"), "eval.best_metric", self.best_metric,
+               "a val metric such as val/nll (never a test metric)")
+        _check(self.best_mode in ("min", "max"), "eval.best_mode", self.best_mode, "min | max")
+        _check(self.test_checkpoint in ("last", "best"), "eval.test_checkpoint",
+               self.test_checkpoint, "last | best")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    experiment: str = "calibexp"  # used when no MLflow run or experiment is handed to us
+    run_name: Optional[str] = None
+    # Seconds between writes of metrics and checkpoints (and always after the last epoch):
+    # a killed run loses at most this much training. 0 = write after every epoch.
+    flush_every_s: float = 10.0
+    log_model: bool = False  # also register the final model with mlflow.pytorch.log_model
+    stale_after_s: float = 900.0  # a RUNNING run silent this long on another host counts as dead
+
+    def __post_init__(self) -> None:
+        _check(self.flush_every_s >= 0, "tracking.flush_every_s", self.flush_every_s, ">= 0")
+        _check(self.stale_after_s > 0, "tracking.stale_after_s", self.stale_after_s, "> 0")
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment. Component sections hold the registered builder's hyper-parameters."""
+
+    data: Any
+    model: Any
+    loss: Any
+    optim: Any
+    schedule: Any
+    seed: int = 0
+    deterministic: bool = False  # torch.use_deterministic_algorithms; slower on CUDA
+    device: str = "auto"  # auto picks CUDA, then MPS, then CPU; or cpu | cuda | cuda:N | mps
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.device.split(":")[0] in DEVICES, "device", self.device, " | ".join(DEVICES))
+
+
+COMPONENTS = ("data", "model", "loss", "optim", "schedule")
+# Keys that change how a run is carried out or recorded but not what it computes; they are left
+# out of the run key so the same experiment on a GPU or with another run name is the same run.
+NON_SEMANTIC = ("device", "train.progress", "eval.batch_size", "tracking")
+
+
+def _check(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise CalibexpError(f"config key '{key}': got {value!r}, expected {expected}")
+
+
+def component_registries() -> dict[str, Any]:
+    # Imported here: the registries import torch, which the config layer itself does not need.
+    from calibexp.data import DATASETS
+    from calibexp.losses import LOSSES
+    from calibexp.models import BACKBONES
+    from calibexp.optim import OPTIMIZERS, SCHEDULES
+
+    return {"data": DATASETS, "model": BACKBONES, "loss": LOSSES, "optim": OPTIMIZERS,
+            "schedule": SCHEDULES}
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> ExperimentConfig:
+    """Load ``path`` with its ``_base_`` chain, apply dotted ``overrides``, validate, freeze."""
+    raw = _load_with_bases(Path(path), ())
+    for item in overrides:
+        raw = _merge_layer(raw, _parse_override(item))
+    return validate(raw)
+
+
+def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
+    """Validate an already-resolved config (e.g. a run's logged ``config.yaml``)."""
+    return validate(OmegaConf.create(data))
+
+
+def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> DictConfig:
+    path = path.resolve()
+    if path in chain:
+        loop = " -> ".join(p.name for p in (*chain, path))
+        raise CalibexpError(f"_base_ cycle in configs: {loop}; remove one of these _base_ entries")
+    if not path.is_file():
+        raise CalibexpError(
+            f"config file not found: {path}; pass an existing YAML such as configs/demo.yaml"
+        )
+    try:
+        node = OmegaConf.create(yaml.safe_load(path.read_text()) or {})
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" line {where.line + 1}" if where else ""
+        raise CalibexpError(f"{path}{line}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(node, DictConfig):
+        raise CalibexpError(f"{path}: a config must be a YAML mapping of sections")
+    bases = node.pop("_base_", [])
+    bases = [bases] if isinstance(bases, str) else list(bases)
+    merged = OmegaConf.create({})
+    for base in bases:
+        merged = _merge_layer(merged, _load_with_bases(path.parent / str(base), (*chain, path)))
+    return _merge_layer(merged, node)
+
+
+def _merge_layer(base: DictConfig, top: DictConfig) -> DictConfig:
+    """OmegaConf.merge, except that a component whose ``name`` changes is replaced whole."""
+    base = base.copy()
+    for section in COMPONENTS:
+        new, old = top.get(section), base.get(section)
+        if isinstance(new, DictConfig) and isinstance(old, DictConfig):
+            if "name" in new and new.get("name") != old.get("name"):
+                base.pop(section)
+    return typing.cast(DictConfig, OmegaConf.merge(base, top))
+
+
+def _parse_override(item: str) -> DictConfig:
+    key, sep, _ = item.partition("=")
+    if not sep or not key or " " in key:
+        raise CalibexpError(
+            f"override '{item}' is not of the form dotted.key=value (e.g. optim.lr=0.05)"
+        )
+    try:
+        return OmegaConf.from_dotlist([item])
+    except OmegaConfBaseException as err:
+        raise CalibexpError(f"override '{item}': {err}") from None
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def validate(raw: DictConfig) -> ExperimentConfig:
+    try:
+        resolved = OmegaConf.to_container(raw, resolve=True)
+    except OmegaConfBaseException as err:
+        raise CalibexpError(f"config interpolation failed: {err.msg}") from None
+    assert isinstance(resolved, dict)
+    known = [f.name for f in dataclasses.fields(ExperimentConfig)]
+    for key in resolved:
+        if key not in known:
+            raise CalibexpError(
+                f"unknown config key '{key}'{closest(str(key), known)}; top-level keys: "
+                f"{', '.join(known)}"
+            )
+    sections: dict[str, Any] = {}
+    registries = component_registries()
+    for section in COMPONENTS:
+        value = resolved.pop(section, None)
+        if not isinstance(value, dict) or "name" not in value:
+            raise CalibexpError(
+                f"config section '{section}' needs a 'name:' (one of "
+                f"{', '.join(registries[section].names())})"
+            )
+        schema = registries[section].schema(str(value["name"]))
+        sections[section] = _structured(schema, value, prefix=f"{section}.")
+    for section, schema in (("train", TrainConfig), ("eval", EvalConfig),
+                            ("tracking", TrackingConfig)):
+        sections[section] = _structured(schema, resolved.pop(section, None) or {},
+                                        prefix=f"{section}.")
+    top = {k: v for k, v in resolved.items()}
+    for key, value in top.items():
+        expected = typing.get_type_hints(ExperimentConfig)[key]
+        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+            raise CalibexpError(
+                f"config key '{key}': got {value!r} ({type(value).__name__}), "
+                f"expected {expected.__name__}"
+            )
+    return ExperimentConfig(**sections, **top)
+
+
+def _structured(schema: type, values: dict[str, Any], prefix: str) -> Any:
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), values)
+        return OmegaConf.to_object(merged)
+    except ConfigKeyError as err:
+        valid = [f.name for f in dataclasses.fields(schema)]
+        raise CalibexpError(
+            f"unknown config key '{prefix}{err.key}'{closest(str(err.key), valid)}; "
+            f"valid keys: {', '.join(prefix + v for v in valid)}"
+        ) from None
+    except ValidationError as err:
+        key = str(err.key)
+        expected = _type_name(typing.get_type_hints(schema).get(key))
+        raise CalibexpError(
+            f"config key '{prefix}{err.full_key}': got {values.get(key)!r} "
+            f"({type(values.get(key)).__name__}), expected {expected}"
+        ) from None
+
+
+def _type_name(hint: Any) -> str:
+    if hint is None:
+        return "?"
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Union:
+        return f"null or {_type_name(args[0])}"
+    if typing.get_origin(hint) is list:
+        return f"a list of {_type_name(args[0])}"
+    return getattr(hint, "__name__", str(hint))
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The resolved config as plain data; ``config_from_dict(to_dict(cfg)) == cfg``."""
+    return dataclasses.asdict(cfg)
+
+
+def to_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def flatten(cfg: ExperimentConfig) -> dict[str, str]:
+    """Dotted leaf keys -> strings, the form MLflow params take (lists as JSON)."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}{key}.", sub)
+        else:
+            out[prefix[:-1]] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+
+    walk("", to_dict(cfg))
+    return out
+
+
+def run_key(cfg: ExperimentConfig) -> str:
+    """A stable hash of what the run computes (``NON_SEMANTIC`` keys excluded)."""
+    semantic = {
+        key: value for key, value in flatten(cfg).items()
+        if not any(key == skip or key.startswith(skip + ".") for skip in NON_SEMANTIC)
+    }
+    return hashlib.sha256(json.dumps(semantic, sort_keys=True).encode()).hexdigest()[:16]

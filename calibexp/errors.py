@@ -1,0 +1,10 @@
+"""The one exception type a user ever sees.
+
+Entry points print ``calibexp: error: <message>`` for it and exit non-zero without a traceback;
+anything else that escapes is a bug in calibexp and keeps its traceback.
+"""
+
+
+class CalibexpError(Exception):
+    """A problem with the user's input or environment, stated in one line: what was wrong and
+    what would be right."""

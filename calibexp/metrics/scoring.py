@@ -1,0 +1,29 @@
+"""Proper scores and accuracy."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from calibexp.metrics.predictions import Predictions
+from calibexp.metrics.registry import METRICS
+
+
+@METRICS.register("acc")
+def accuracy(p: Predictions) -> torch.Tensor:
+    """Top-1 accuracy: (1/N) Σ_i 1[argmax_k z_ik = y_i]."""
+    return p.correct.mean()
+
+
+@METRICS.register("nll")
+def nll(p: Predictions) -> torch.Tensor:
+    """Negative log-likelihood: -(1/N) Σ_i log softmax(z_i)_{y_i} (natural log)."""
+    return F.nll_loss(p.log_probs, p.targets)
+
+
+@METRICS.register("brier")
+def brier(p: Predictions) -> torch.Tensor:
+    """Brier score: (1/N) Σ_i Σ_k (p_ik − 1[k = y_i])², in [0, 2] (sum over classes, mean over
+    samples, as torrvision, meta-calibration and SA-FCL report it; Brier 1950)."""
+    sq = p.probs.pow(2).sum(dim=1) - 2 * p.probs.gather(1, p.targets[:, None]).squeeze(1) + 1
+    return sq.mean()

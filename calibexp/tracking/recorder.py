@@ -1,0 +1,68 @@
+"""What a run records at the end of every epoch: metrics, ``checkpoints/last.pt`` and
+``checkpoints/best.pt``.
+
+Records are written in *flushes*, at most every ``tracking.flush_every_s`` seconds and always
+after the last epoch: one ``log_batch`` for every epoch since the previous flush (each metric at
+its own step) and the checkpoints. On a SQLite store one ``log_batch`` costs ~10 ms and a
+checkpoint a few ms, which is 5-10% of a 0.25 s demo epoch but nothing against a 10 s+ CIFAR
+epoch; buffering keeps short epochs as cheap as long ones (benchmarks/tracking_overhead.py).
+
+Exactly-once metrics under any kill: a flush queues ``last.pt`` *before* the metrics, and
+``last.pt`` carries the metrics of every epoch it covers that were not logged yet
+(``pending_metrics``). A resume logs those it finds missing and skips epochs already logged.
+``NoRecorder`` is the same loop with tracking off (for benchmarks).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from calibexp.tracking.checkpoints import BEST, LAST, save_atomic
+from calibexp.tracking.run import TrackedRun
+
+
+class EpochRecorder:
+    def __init__(self, run: TrackedRun, flush_every_s: float, epochs: int) -> None:
+        self.run = run
+        self.flush_every_s = flush_every_s
+        self.epochs = epochs
+        self.pending: dict[int, dict[str, float]] = {}  # epoch -> metrics, not logged yet
+        self.best: dict[str, Any] | None = None  # a best epoch's weights, not written yet
+        self.last_flush = time.monotonic()
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float],
+                  snapshot: Callable[[], dict[str, Any]], improved: bool) -> None:
+        self.pending[epoch] = metrics
+        if improved:
+            state = snapshot()
+            # A copy: the live weights keep changing until the next flush writes this one.
+            self.best = {"model": {k: v.detach().clone() for k, v in state["model"].items()},
+                         "epoch": epoch, "metrics": metrics, "config": state["config"]}
+        due = time.monotonic() - self.last_flush >= self.flush_every_s or epoch == self.epochs - 1
+        if due:
+            self.flush(snapshot())
+
+    def flush(self, state: dict[str, Any]) -> None:
+        state["pending_metrics"] = self.pending
+        self._save(state, LAST)  # serialised now: the weights change with the next step
+        if self.best is not None:
+            self._save(self.best, BEST)
+            self.best = None
+        for epoch, metrics in self.pending.items():
+            self.run.log_epoch(metrics, epoch)
+        self.run.set_tags_later({"calibexp.heartbeat": f"{time.time():.0f}"})
+        self.pending = {}
+        self.last_flush = time.monotonic()
+
+    def _save(self, state: dict[str, Any], artifact: str) -> None:
+        path = self.run.stage(artifact)
+        save_atomic(state, path)
+        self.run.upload(path, artifact)
+
+
+class NoRecorder:
+    def end_epoch(self, epoch: int, metrics: dict[str, float],
+                  snapshot: Callable[[], dict[str, Any]], improved: bool) -> None:
+        return None

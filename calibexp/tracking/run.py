@@ -1,0 +1,229 @@
+"""One MLflow run, addressed by id through ``MlflowClient`` (no fluent active-run stack: it is
+thread-local, and our uploads happen on a worker thread).
+
+Every write that can wait goes through the ordered background worker; params and tags that
+define the run are written at once. Conventions (design.md): metric keys ``{split}/{metric}``
+with step = epoch; tags ``calibexp.*``; artifacts ``config.yaml``, ``checkpoints/``,
+``logits/``, ``plots/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import mlflow
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from calibexp.errors import CalibexpError
+from calibexp.tracking.background import OrderedWorker
+
+MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limits
+MAX_PARAMS_PER_CALL = 100
+
+
+def tracking_client() -> MlflowClient:
+    """A client on MLflow's own URI resolution (``MLFLOW_TRACKING_URI``, else sqlite:///mlflow.db)
+    that has proven it can reach the store."""
+    uri = mlflow.get_tracking_uri()
+    try:
+        client = MlflowClient(uri)
+        client.search_experiments(max_results=1)
+    except Exception as err:  # noqa: BLE001 - any failure here means the store is unusable
+        raise CalibexpError(
+            f"cannot use the MLflow tracking store {uri}: {_first_line(err)}; set "
+            "MLFLOW_TRACKING_URI to a writable sqlite:///path.db or an http:// server"
+        ) from None
+    return client
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:300] if text else type(err).__name__
+
+
+class TrackedRun:
+    """Writes to one existing MLflow run."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.worker = OrderedWorker()
+        self.staging = Path(tempfile.mkdtemp(prefix=f"calibexp-{run_id[:8]}-"))
+        self.logged_through = -1  # epochs <= this already hold metrics (set on resume)
+        self._uploads = 0
+        self._artifact_dir: Path | None | bool = False  # resolved on the first upload
+        self._metrics: list[Metric] = []  # logged by the next queued write
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def create(cls, client: MlflowClient, experiment_id: str, run_name: str | None,
+               tags: dict[str, str]) -> "TrackedRun":
+        from mlflow.tracking.context.registry import resolve_tags  # user, source, git commit
+
+        run = client.create_run(experiment_id, run_name=run_name, tags=resolve_tags(tags))
+        return cls(client, run.info.run_id)
+
+    @classmethod
+    def attach(cls, client: MlflowClient, run_id: str) -> "TrackedRun":
+        get_run(client, run_id)
+        client.update_run(run_id, status="RUNNING")
+        return cls(client, run_id)
+
+    # ------------------------------------------------------------------ writing
+
+    def log_params(self, params: dict[str, str]) -> None:
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), MAX_PARAMS_PER_CALL):
+            self.client.log_batch(self.run_id, params=items[i:i + MAX_PARAMS_PER_CALL])
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        for i in range(0, len(items), MAX_PARAMS_PER_CALL):
+            self.client.log_batch(self.run_id, tags=items[i:i + MAX_PARAMS_PER_CALL])
+
+    def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
+        """``log_metrics`` for one epoch, unless that epoch was logged before the run was
+        resumed (``logged_through``): every epoch is logged exactly once."""
+        if epoch > self.logged_through:
+            self.log_metrics(metrics, step=epoch)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Buffered until the next ``set_tags_later``, ``flush`` or ``finish``, then written in
+        as few ``log_batch`` calls as MLflow's 1,000-metric limit allows."""
+        now = int(time.time() * 1000)
+        self._metrics += [Metric(k, float(v), now, step) for k, v in metrics.items()]
+
+    def set_tags_later(self, tags: dict[str, Any]) -> None:
+        """Queue the buffered metrics and these tags as one write, after what is queued."""
+        items, self._metrics = self._metrics, []
+        self.worker.submit(self._log_batch, items, [RunTag(k, str(v)) for k, v in tags.items()])
+
+    def _log_batch(self, items: list[Metric], tags: list[RunTag]) -> None:
+        for i in range(0, max(len(items), 1), MAX_METRICS_PER_CALL):
+            self.client.log_batch(self.run_id, metrics=items[i:i + MAX_METRICS_PER_CALL],
+                                  tags=tags if i == 0 else [])
+
+    def stage(self, artifact_path: str) -> Path:
+        """A fresh local file path to write an artifact into before ``upload`` queues it."""
+        self._uploads += 1
+        folder = self.staging / str(self._uploads)
+        folder.mkdir()
+        return folder / Path(artifact_path).name
+
+    def upload(self, local_file: Path, artifact_path: str) -> None:
+        """Queue ``local_file`` (from ``stage``) to become the artifact ``artifact_path``."""
+        self.worker.submit(self._upload, local_file, artifact_path)
+
+    def _upload(self, local_file: Path, artifact_path: str) -> None:
+        parent = Path(artifact_path).parent
+        if self._artifact_dir is False:
+            self._artifact_dir = _local_artifact_dir(self.client, self.run_id)
+        destination = self._artifact_dir
+        if destination is not None:
+            # Local store: copy beside the target, then rename over it, so a reader (or a resume
+            # after a crash) never sees a half-written checkpoint.
+            target = destination / artifact_path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+            shutil.copyfile(local_file, partial)
+            os.replace(partial, target)
+        else:
+            self.client.log_artifact(self.run_id, str(local_file),
+                                     None if str(parent) == "." else parent.as_posix())
+        shutil.rmtree(local_file.parent, ignore_errors=True)
+
+    def log_text(self, text: str, artifact_path: str) -> None:
+        path = self.stage(artifact_path)
+        path.write_text(text)
+        self.upload(path, artifact_path)
+
+    def log_json(self, obj: Any, artifact_path: str) -> None:
+        self.log_text(json.dumps(obj, indent=1), artifact_path)
+
+    def log_figure(self, figure: Any, artifact_path: str) -> None:
+        """Rendered here (matplotlib is not thread-safe), uploaded in the background."""
+        import matplotlib.pyplot as plt
+
+        path = self.stage(artifact_path)
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        self.upload(path, artifact_path)
+
+    # ------------------------------------------------------------------ closing
+
+    def flush(self) -> None:
+        """Write everything buffered and queued; re-raise the first failure."""
+        if self._metrics:
+            self.set_tags_later({})
+        self.worker.flush()
+
+    def finish(self, status: str, reason: str | None = None) -> None:
+        """Drain the queue, then mark the run ``status`` (FINISHED / FAILED / KILLED)."""
+        try:
+            self.flush()
+        finally:
+            self.worker.close()
+            shutil.rmtree(self.staging, ignore_errors=True)
+            if reason:
+                self.client.set_tag(self.run_id, "calibexp.end_reason", reason[:5000])
+            self.client.set_terminated(self.run_id, status)
+
+
+def get_run(client: MlflowClient, run_id: str) -> Any:
+    try:
+        return client.get_run(run_id)
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(err).lower():
+            raise CalibexpError(
+                f"no MLflow run with id '{run_id}' in {mlflow.get_tracking_uri()}; "
+                "copy the id from the MLflow UI or `mlflow runs list`"
+            ) from None
+        raise
+
+
+def experiment_id_for(client: MlflowClient, default_name: str) -> str:
+    """The experiment MLflow was told to use (``MLFLOW_EXPERIMENT_ID`` / ``MLFLOW_EXPERIMENT_NAME``,
+    as ``mlflow run --experiment-name`` sets them), else ``default_name``, created if needed."""
+    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        return os.environ["MLFLOW_EXPERIMENT_ID"]
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or default_name
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:  # created by a concurrent worker in between
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def _local_artifact_dir(client: MlflowClient, run_id: str) -> Path | None:
+    uri = client.get_run(run_id).info.artifact_uri
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path if parsed.scheme else uri)
+    return None
+
+
+def host_tags() -> dict[str, str]:
+    """Who runs this, so a resume can tell a live run from a dead one."""
+    return {"calibexp.host": socket.gethostname(), "calibexp.pid": str(os.getpid()),
+            "calibexp.heartbeat": f"{time.time():.0f}"}
+
+
+def terminal_status(exc: BaseException | None) -> str:
+    if exc is None:
+        return RunStatus.to_string(RunStatus.FINISHED)
+    if isinstance(exc, KeyboardInterrupt):
+        return RunStatus.to_string(RunStatus.KILLED)
+    return RunStatus.to_string(RunStatus.FAILED)
