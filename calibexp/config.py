@@ -233,7 +233,23 @@ def validate(raw: DictConfig) -> ExperimentConfig:
                 f"config key '{key}': got {value!r} ({type(value).__name__}), "
                 f"expected {expected.__name__}"
             )
-    return ExperimentConfig(**sections, **top)
+    cfg = ExperimentConfig(**sections, **top)
+    _dry_build(cfg, registries)
+    return cfg
+
+
+def _dry_build(cfg: ExperimentConfig, registries: dict[str, Any]) -> None:
+    """Build the cheap components once, so their builders' range checks (lr > 0, γ >= 0, ...)
+    fail at config time, before a run exists. Data and model are checked when built, which
+    ``run_experiment`` also does before it opens a run."""
+    import torch
+
+    from calibexp.registry import hyperparameters
+
+    registries["loss"].build(cfg.loss.name, **hyperparameters(cfg.loss))
+    dummy = [torch.nn.Parameter(torch.zeros(1))]
+    optimizer = registries["optim"].build(cfg.optim.name, dummy, **hyperparameters(cfg.optim))
+    registries["schedule"].build(cfg.schedule.name, optimizer, **hyperparameters(cfg.schedule))
 
 
 def _structured(schema: type, values: dict[str, Any], prefix: str) -> Any:

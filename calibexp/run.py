@@ -196,14 +196,16 @@ def run_experiment(cfg: ExperimentConfig | None = None, *, resume: str | None = 
     client = tracking_client()
     if resume:
         run, cfg, checkpoint = _reopen(client, resume)
+        parts = guarded(run, lambda: build_parts(cfg), finish_on_success=False)
     else:
         if cfg is None:
             raise CalibexpError("run_experiment needs a config or a run id to resume")
+        parts = build_parts(cfg)  # bad data or model settings fail before a run exists
         run, checkpoint = _open_new(client, cfg), None
-    return guarded(run, lambda: _train_and_evaluate(run, cfg, checkpoint))
+    return guarded(run, lambda: _train_and_evaluate(run, parts, checkpoint))
 
 
-def guarded(run: TrackedRun, body: Callable[[], RunResult]) -> RunResult:
+def guarded(run: TrackedRun, body: Callable[[], Any], finish_on_success: bool = True) -> Any:
     """Run ``body``; the run ends FINISHED, or KILLED / FAILED with the reason, never RUNNING."""
     try:
         result = body()
@@ -215,7 +217,8 @@ def guarded(run: TrackedRun, body: Callable[[], RunResult]) -> RunResult:
         except Exception:  # noqa: BLE001 - the original error is the one to report
             pass
         raise
-    run.finish(terminal_status(None))
+    if finish_on_success:
+        run.finish(terminal_status(None))
     return result
 
 
@@ -262,9 +265,8 @@ def _reopen(client: MlflowClient, run_id: str) -> tuple[TrackedRun, ExperimentCo
     return run, cfg, checkpoint
 
 
-def _train_and_evaluate(run: TrackedRun, cfg: ExperimentConfig,
-                        checkpoint: dict[str, Any] | None) -> RunResult:
-    parts = build_parts(cfg)
+def _train_and_evaluate(run: TrackedRun, parts: Parts, checkpoint: dict[str, Any] | None) -> RunResult:
+    cfg = parts.cfg
     start, best = 0, BestSoFar(cfg.eval.best_mode)
     if checkpoint is not None:
         start, best = restore(parts, checkpoint)

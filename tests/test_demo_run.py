@@ -1,0 +1,130 @@
+"""The demo, exactly as the README runs it (`mlflow run . -e train --env-manager local`, no -P),
+yields one FINISHED run holding everything the run contract promises, readable through
+``MlflowClient``."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from calibexp.config import config_from_dict, flatten, load_config, run_key
+from calibexp.metrics import fit_temperature, metric_suite
+from tests.conftest import ROOT, mlflow_run, run_id_from
+
+pytestmark = pytest.mark.slow
+DEMO = load_config(ROOT / "configs/demo.yaml")
+EPOCHS = DEMO.train.epochs
+PER_EPOCH = ["train/loss", "train/acc", "val/acc", "val/nll", "val/ece_15", "val/brier", "lr"]
+SUITE = ["acc", "nll", "ece_15", "brier"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, store_template):
+    folder = tmp_path_factory.mktemp("demo-store")
+    shutil.copy(store_template, folder / "mlflow.db")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    done = mlflow_run(uri)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(uri)
+    run = client.get_run(run_id_from(done.stdout))
+    downloads = folder / "downloads"
+    client.download_artifacts(run.info.run_id, "", str(downloads))
+    return client, run, downloads, done
+
+
+def test_one_finished_run_in_the_launched_run(demo):
+    client, run, _, done = demo
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.project.entryPoint"] == "train"  # logged into mlflow run's run
+    runs = client.search_runs([run.info.experiment_id])
+    assert [r.info.run_id for r in runs] == [run.info.run_id]
+    assert "Traceback" not in done.stderr
+
+
+def test_params_are_the_flattened_config(demo):
+    _, run, _, _ = demo
+    params = run.data.params
+    for key, value in flatten(DEMO).items():
+        assert params[key] == value, key
+    # mlflow run's own parameters, with their defaults (it records an empty string shell-quoted)
+    assert params["config"] == "configs/demo.yaml" and params["overrides"] in ("", "''")
+
+
+def test_tags(demo):
+    _, run, _, _ = demo
+    tags = run.data.tags
+    assert tags["calibexp.run_key"] == run_key(DEMO)
+    assert tags["calibexp.dataset"] == "digits"
+    assert tags["calibexp.model"] == "small_cnn"
+    assert tags["calibexp.loss"] == "ce"
+    assert tags["calibexp.seed"] == "0"
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if commit.returncode == 0:  # a git checkout: mlflow run records the commit it ran
+        assert tags["mlflow.source.git.commit"] == commit.stdout.strip()
+
+
+def test_one_metric_value_per_epoch(demo):
+    client, run, _, _ = demo
+    for key in PER_EPOCH:
+        history = client.get_metric_history(run.info.run_id, key)
+        assert sorted(m.step for m in history) == list(range(EPOCHS)), key
+    lrs = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "lr")}
+    lr0 = DEMO.optim.lr
+    for epoch, lr in lrs.items():
+        drops = sum(epoch >= m for m in DEMO.schedule.milestones)
+        assert lr == pytest.approx(lr0 * DEMO.schedule.gamma ** drops), epoch
+
+
+def test_config_artifact_reproduces_the_config(demo):
+    _, _, files, _ = demo
+    logged = config_from_dict(yaml.safe_load((files / "config.yaml").read_text()))
+    assert logged == DEMO
+    assert load_config(files / "config.yaml") == DEMO  # re-running that file is the same run
+
+
+def test_checkpoints_load_with_weights_only(demo):
+    client, run, files, _ = demo
+    last = torch.load(files / "checkpoints/last.pt", weights_only=True)
+    best = torch.load(files / "checkpoints/best.pt", weights_only=True)
+    assert last["epoch"] == EPOCHS - 1
+    assert {"model", "optimizer", "scheduler", "rng", "config", "best"} <= set(last)
+    val_nll = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val/nll")}
+    best_epoch = min(val_nll, key=lambda e: (val_nll[e], e))
+    assert best["epoch"] == best_epoch == last["best"]["epoch"]
+    assert best["metrics"]["val/nll"] == pytest.approx(val_nll[best_epoch])
+
+
+def test_test_metrics_before_and_after_temperature_scaling(demo):
+    _, run, files, _ = demo
+    metrics = run.data.metrics
+    val = np.load(files / "logits/val.npz")
+    test = np.load(files / "logits/test.npz")
+    assert val["logits"].shape == (450, 10) and test["logits"].shape == (450, 10)
+    assert val["logits"].dtype == np.float32
+    logits, targets = torch.from_numpy(test["logits"]), torch.from_numpy(test["targets"])
+    temperature = fit_temperature(torch.from_numpy(val["logits"]), torch.from_numpy(val["targets"]))
+    assert metrics["ts/temperature"] == pytest.approx(temperature, rel=1e-6)
+    before = metric_suite(logits, targets)
+    after = metric_suite(logits / temperature, targets)
+    for name in SUITE:
+        assert metrics[f"test/{name}"] == pytest.approx(before[name], rel=1e-5, abs=1e-7), name
+        assert metrics[f"test_ts/{name}"] == pytest.approx(after[name], rel=1e-5, abs=1e-7), name
+    # temperature scaling minimises val NLL, and never changes the arg-max
+    assert metrics["test_ts/acc"] == metrics["test/acc"]
+
+
+def test_reliability_diagrams(demo):
+    _, _, files, _ = demo
+    for split in ("test", "test_ts"):
+        png = files / f"plots/reliability_{split}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+        table = yaml.safe_load((files / f"tables/reliability_{split}.json").read_text())
+        assert sum(table["counts"]) == 450 and len(table["edges"]) == 16

@@ -1,0 +1,105 @@
+"""Tracking pieces: atomic checkpoints, ordered background writes, liveness of RUNNING runs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from calibexp.errors import CalibexpError
+from calibexp.tracking.background import OrderedWorker
+from calibexp.tracking.checkpoints import load_checkpoint, save_atomic
+from calibexp.tracking.liveness import assert_resumable
+from calibexp.tracking.run import TrackedRun, experiment_id_for, tracking_client
+
+
+def test_save_atomic_keeps_the_old_file_when_a_write_dies(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_atomic({"epoch": 1}, path)
+
+    def dies(obj, f, *args, **kwargs):
+        with open(f, "wb") as handle:
+            handle.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies)
+    with pytest.raises(KeyboardInterrupt):
+        save_atomic({"epoch": 2}, path)
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
+
+
+def test_worker_keeps_order_and_reraises_failures():
+    worker = OrderedWorker()
+    seen = []
+    for i in range(20):
+        worker.submit(lambda i=i: (time.sleep(0.001 * (i % 3)), seen.append(i)))
+    worker.flush()
+    assert seen == list(range(20))
+
+    def fails():
+        raise OSError("disk full")
+
+    worker.submit(fails)
+    with pytest.raises(OSError, match="disk full"):
+        worker.flush()
+    worker.close()
+
+
+def test_checkpoint_round_trip_and_missing_or_damaged(tmp_path):
+    client = tracking_client()
+    run = TrackedRun.create(client, experiment_id_for(client, "t"), None, {})
+    with pytest.raises(CalibexpError, match="has no checkpoints/last.pt"):
+        load_checkpoint(client, run.run_id)
+    path = run.stage("checkpoints/last.pt")
+    save_atomic({"epoch": 3, "w": torch.arange(4)}, path)
+    run.upload(path, "checkpoints/last.pt")
+    broken = run.stage("checkpoints/best.pt")
+    broken.write_bytes(b"not a checkpoint")
+    run.upload(broken, "checkpoints/best.pt")
+    run.flush()
+    state = load_checkpoint(client, run.run_id)
+    assert state["epoch"] == 3 and torch.equal(state["w"], torch.arange(4))
+    with pytest.raises(CalibexpError, match="checkpoints/best.pt cannot be read"):
+        load_checkpoint(client, run.run_id, "checkpoints/best.pt")
+    run.finish("FINISHED")
+    assert client.get_run(run.run_id).info.status == "FINISHED"
+
+
+def fake_run(status: str, **tags: str) -> SimpleNamespace:
+    return SimpleNamespace(info=SimpleNamespace(run_id="r1", status=status),
+                           data=SimpleNamespace(tags=tags))
+
+
+def test_liveness_rules():
+    me = socket.gethostname()
+    with pytest.raises(CalibexpError, match="already FINISHED"):
+        assert_resumable(fake_run("FINISHED"), 900)
+    for status in ("FAILED", "KILLED"):
+        assert_resumable(fake_run(status), 900)
+    # RUNNING here: decided by the process id
+    with pytest.raises(CalibexpError, match="still RUNNING here"):
+        assert_resumable(fake_run("RUNNING", **{"calibexp.host": me,
+                                                "calibexp.pid": str(os.getppid())}), 900)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    assert_resumable(fake_run("RUNNING", **{"calibexp.host": me, "calibexp.pid": dead}), 900)
+    # RUNNING elsewhere: decided by the heartbeat
+    fresh = {"calibexp.host": "elsewhere", "calibexp.pid": "1",
+             "calibexp.heartbeat": f"{time.time() - 60:.0f}"}
+    with pytest.raises(CalibexpError, match="RUNNING on host elsewhere"):
+        assert_resumable(fake_run("RUNNING", **fresh), 900)
+    assert_resumable(fake_run("RUNNING", **fresh), 30)
+
+
+def test_unusable_store_is_one_clear_error(monkeypatch, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{blocker}/sub/mlflow.db")
+    with pytest.raises(CalibexpError, match="cannot use the MLflow tracking store sqlite:///"):
+        tracking_client()
