@@ -8,6 +8,7 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -28,6 +29,7 @@ def split_overrides(text: str, extra: list[str]) -> list[str]:
 
 def main_guard(body: Callable[[], object]) -> NoReturn:
     signal.signal(signal.SIGTERM, _terminate)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per checkpoint
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         body()

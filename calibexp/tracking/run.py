@@ -130,17 +130,24 @@ class TrackedRun:
         if self._artifact_dir is False:
             self._artifact_dir = _local_artifact_dir(self.client, self.run_id)
         destination = self._artifact_dir
-        if destination is not None:
-            # Local store: copy beside the target, then rename over it, so a reader (or a resume
-            # after a crash) never sees a half-written checkpoint.
-            target = destination / artifact_path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-            shutil.copyfile(local_file, partial)
-            os.replace(partial, target)
-        else:
-            self.client.log_artifact(self.run_id, str(local_file),
-                                     None if str(parent) == "." else parent.as_posix())
+        try:
+            if destination is not None:
+                # Local store: copy beside the target, then rename over it, so a reader (or a
+                # resume after a crash) never sees a half-written checkpoint.
+                target = destination / artifact_path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+                shutil.copyfile(local_file, partial)
+                os.replace(partial, target)
+            else:
+                self.client.log_artifact(self.run_id, str(local_file),
+                                         None if str(parent) == "." else parent.as_posix())
+        except (OSError, MlflowException) as err:
+            where = destination if destination is not None else "the artifact store"
+            raise CalibexpError(
+                f"cannot write artifact {artifact_path} to {where}: {_first_line(err)}; "
+                "point the experiment's artifact location at a writable place"
+            ) from None
         shutil.rmtree(local_file.parent, ignore_errors=True)
 
     def log_text(self, text: str, artifact_path: str) -> None:

@@ -1,0 +1,109 @@
+"""A run killed (SIGINT, SIGKILL) after some epoch and resumed ends FINISHED with every epoch's
+metrics exactly once, and with the same weights and metrics as an uninterrupted run."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from calibexp.tracking.checkpoints import load_checkpoint
+from tests.conftest import ROOT, mlflow_run, run_id_from, subprocess_env
+
+pytestmark = pytest.mark.slow
+EPOCHS = 6
+OVERRIDES = ["model.width=16", f"train.epochs={EPOCHS}", "train.progress=false",
+             "tracking.flush_every_s=0", "schedule.milestones=[3]"]
+PER_EPOCH = ["train/loss", "train/acc", "val/acc", "val/nll", "val/ece_15", "val/brier", "lr"]
+
+
+def train_cli(uri: str, *args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "entrypoints/train.py"), *args]
+
+
+def start_and_kill_after(uri: str, epoch: int, sig: int) -> str:
+    """Start a run, wait until it reports ``epoch`` done, send ``sig``; returns the run id."""
+    proc = subprocess.Popen(
+        train_cli(uri, "--config", str(ROOT / "configs/demo.yaml"), *OVERRIDES),
+        env=subprocess_env(uri), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(f"epoch {epoch}/{EPOCHS}"):
+            proc.send_signal(sig)
+            break
+    out, err = proc.communicate(timeout=120)
+    lines.append(out)
+    assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), err[-2000:]
+    if sig == signal.SIGINT:
+        assert "Traceback" not in err and "interrupted" in err
+    return run_id_from("".join(lines))
+
+
+def histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+            for key in PER_EPOCH}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, store_template):
+    """An uninterrupted run of the same config and seed."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("reference")
+    shutil.copy(store_template, folder / "mlflow.db")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    done = subprocess.run(train_cli(uri, "--config", str(ROOT / "configs/demo.yaml"), *OVERRIDES),
+                          env=subprocess_env(uri), capture_output=True, text=True, cwd=folder)
+    assert done.returncode == 0, done.stderr[-2000:]
+    client = MlflowClient(uri)
+    run_id = run_id_from(done.stdout)
+    return client, run_id, histories(client, run_id), load_checkpoint(client, run_id)["model"]
+
+
+@pytest.mark.parametrize("sig, how", [(signal.SIGINT, "python"), (signal.SIGKILL, "mlflow run")])
+def test_kill_then_resume_matches_an_uninterrupted_run(tracking_store, reference, sig, how):
+    ref_client, ref_id, ref_histories, ref_weights = reference
+    client = MlflowClient(tracking_store)
+    run_id = start_and_kill_after(tracking_store, 3, sig)
+
+    killed = client.get_run(run_id)
+    if sig == signal.SIGINT:
+        assert killed.info.status == "KILLED"
+        assert "interrupted" in killed.data.tags["calibexp.end_reason"]
+    else:
+        assert killed.info.status == "RUNNING"  # nobody could mark it: resume must detect that
+    assert load_checkpoint(client, run_id)["epoch"] >= 2  # the last good checkpoint survived
+
+    if how == "python":
+        done = subprocess.run(train_cli(tracking_store, "--resume", run_id),
+                              env=subprocess_env(tracking_store), capture_output=True, text=True)
+    else:
+        done = mlflow_run(tracking_store, "-P", f"resume={run_id}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming MLflow run" in done.stdout
+
+    resumed = client.get_run(run_id)
+    assert resumed.info.status == "FINISHED"
+    got = histories(client, run_id)
+    for key in PER_EPOCH:
+        assert [s for s, _ in got[key]] == list(range(EPOCHS)), key  # each epoch exactly once
+        assert got[key] == ref_histories[key], key  # and the values of an uninterrupted run
+    weights = load_checkpoint(client, run_id)["model"]
+    for name, tensor in ref_weights.items():
+        assert torch.equal(weights[name], tensor), name
+    ref_final = ref_client.get_run(ref_id).data.metrics
+    for key in ("test/acc", "test/nll", "test_ts/nll", "ts/temperature"):
+        assert resumed.data.metrics[key] == ref_final[key], key
+    if how == "mlflow run":  # the launcher run mlflow made points at the resumed one
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        launchers = [r for r in client.search_runs(experiments)
+                     if r.data.tags.get("calibexp.resumed_run_id") == run_id]
+        assert len(launchers) == 1
+
+
