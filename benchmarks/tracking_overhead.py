@@ -43,7 +43,7 @@ def one_round(cfg, tracked: bool) -> tuple[list[float], float]:
     run = None
     if tracked:
         client = tracking_client()
-        run = TrackedRun.create(client, experiment_id_for(client, "benchmark"), None, run_tags(cfg))
+        run = TrackedRun.create(client, experiment_id_for(client, "benchmark"), None, run_tags(cfg, parts.data))
         inner = EpochRecorder(run, cfg.tracking.flush_every_s, cfg.train.epochs)
     else:
         inner = NoRecorder()

@@ -31,7 +31,7 @@ def reevaluate(run_id: str, checkpoint: str | None = None) -> RunResult:
     model = build_model(cfg, data, device)
     model.load_state_dict(state["model"])
 
-    tags = {**run_tags(cfg), **host_tags(), "calibexp.source_run_id": run_id,
+    tags = {**run_tags(cfg, data), **host_tags(), "calibexp.source_run_id": run_id,
             "mlflow.parentRunId": run_id, "calibexp.checkpoint": which,
             "calibexp.checkpoint_epoch": str(state["epoch"])}
     launched = os.environ.pop("MLFLOW_RUN_ID", None)  # set by `mlflow run`

@@ -201,7 +201,7 @@ def run_experiment(cfg: ExperimentConfig | None = None, *, resume: str | None = 
         if cfg is None:
             raise CalibexpError("run_experiment needs a config or a run id to resume")
         parts = build_parts(cfg)  # bad data or model settings fail before a run exists
-        run, checkpoint = _open_new(client, cfg), None
+        run, checkpoint = _open_new(client, cfg, parts.data), None
     return guarded(run, lambda: _train_and_evaluate(run, parts, checkpoint))
 
 
@@ -222,10 +222,12 @@ def guarded(run: TrackedRun, body: Callable[[], Any], finish_on_success: bool = 
     return result
 
 
-def run_tags(cfg: ExperimentConfig) -> dict[str, str]:
-    """The searchable tags of a run of ``cfg`` (design.md: MLflow conventions)."""
+def run_tags(cfg: ExperimentConfig, data: DataBundle) -> dict[str, str]:
+    """The searchable tags of a run of ``cfg`` (design.md: MLflow conventions), with the digest
+    of the exact train/val/test indices it used."""
     return {
         "calibexp.run_key": run_key(cfg),
+        "calibexp.split_digest": data.split_digest,
         "calibexp.dataset": cfg.data.name,
         "calibexp.model": cfg.model.name,
         "calibexp.loss": cfg.loss.name,
@@ -233,8 +235,8 @@ def run_tags(cfg: ExperimentConfig) -> dict[str, str]:
     }
 
 
-def _open_new(client: MlflowClient, cfg: ExperimentConfig) -> TrackedRun:
-    tags = {**run_tags(cfg), **host_tags()}
+def _open_new(client: MlflowClient, cfg: ExperimentConfig, data: DataBundle) -> TrackedRun:
+    tags = {**run_tags(cfg, data), **host_tags()}
     launched = os.environ.pop("MLFLOW_RUN_ID", None)  # set by `mlflow run`: log into that run
     if launched:
         run = TrackedRun.attach(client, launched)

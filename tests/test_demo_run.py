@@ -66,6 +66,9 @@ def test_tags(demo):
     assert tags["calibexp.model"] == "small_cnn"
     assert tags["calibexp.loss"] == "ce"
     assert tags["calibexp.seed"] == "0"
+    from calibexp.data import DATASETS
+
+    assert tags["calibexp.split_digest"] == DATASETS.build("digits").split_digest
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     if commit.returncode == 0:  # a git checkout: mlflow run records the commit it ran
         assert tags["mlflow.source.git.commit"] == commit.stdout.strip()

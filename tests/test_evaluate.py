@@ -58,3 +58,20 @@ def test_evaluate_through_mlflow_run(finished, tracking_store):
     source = client.get_run(source_id).data.metrics
     assert evaluation.data.metrics["test/acc"] == source["test/acc"]
     assert evaluation.data.metrics["test/nll"] == source["test/nll"]
+
+
+def test_log_model_option_registers_a_loadable_model(tracking_store):
+    import mlflow
+    import torch
+
+    cfg = load_config(ROOT / "configs/demo.yaml", [*FAST, "tracking.log_model=true", "train.epochs=1"])
+    run_id = run_experiment(cfg).run_id
+    client = MlflowClient(tracking_store)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    (logged,) = mlflow.search_logged_models(
+        experiment_ids=[client.get_run(run_id).info.experiment_id], output_format="list")
+    assert logged.source_run_id == run_id
+    model = mlflow.pytorch.load_model(logged.model_uri)
+    checkpoint = torch.load(client.download_artifacts(run_id, "checkpoints/last.pt"), weights_only=True)
+    for name, tensor in checkpoint["model"].items():
+        assert torch.equal(model.state_dict()[name], tensor), name

@@ -78,7 +78,9 @@ def test_kill_then_resume_matches_an_uninterrupted_run(tracking_store, reference
         assert "interrupted" in killed.data.tags["calibexp.end_reason"]
     else:
         assert killed.info.status == "RUNNING"  # nobody could mark it: resume must detect that
-    assert load_checkpoint(client, run_id)["epoch"] >= 2  # the last good checkpoint survived
+    # SIGINT drains the write queue, so the checkpoint of the last finished epoch is there;
+    # SIGKILL may cut it, leaving an earlier one. Either way the last written one is readable.
+    assert load_checkpoint(client, run_id)["epoch"] >= (2 if sig == signal.SIGINT else 0)
 
     if how == "python":
         done = subprocess.run(train_cli(tracking_store, "--resume", run_id),
