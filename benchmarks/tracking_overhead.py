@@ -43,7 +43,9 @@ def one_round(cfg, tracked: bool) -> tuple[list[float], float]:
     run = None
     if tracked:
         client = tracking_client()
-        run = TrackedRun.create(client, experiment_id_for(client, "benchmark"), None, run_tags(cfg, parts.data))
+        run = TrackedRun.create(
+            client, experiment_id_for(client, "benchmark"), None, run_tags(cfg, parts.data)
+        )
         inner = EpochRecorder(run, cfg.tracking.flush_every_s, cfg.train.epochs)
     else:
         inner = NoRecorder()
@@ -79,13 +81,17 @@ def main() -> None:
     off, on = statistics.median(times[False]), statistics.median(times[True])
     import torch
 
-    print(f"demo ({cfg.train.epochs} epochs x {args.rounds} rounds, torch threads "
-          f"{torch.get_num_threads()}, {os.cpu_count()} CPUs)")
+    print(
+        f"demo ({cfg.train.epochs} epochs x {args.rounds} rounds, torch threads "
+        f"{torch.get_num_threads()}, {os.cpu_count()} CPUs)"
+    )
     print(f"median epoch time, tracking off: {off * 1000:.1f} ms")
     print(f"median epoch time, tracking on:  {on * 1000:.1f} ms")
     print(f"ratio on/off (median epoch): {on / off:.3f}   target <= 1.02")
-    print(f"ratio on/off (whole run incl. final flush, median): "
-          f"{statistics.median(totals[True]) / statistics.median(totals[False]):.3f}")
+    print(
+        f"ratio on/off (whole run incl. final flush, median): "
+        f"{statistics.median(totals[True]) / statistics.median(totals[False]):.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """calibexp: calibration research on MLflow and Optuna.
 
-    from calibexp import load_config, run_experiment
-    result = run_experiment(load_config("configs/demo.yaml", ["train.epochs=2"]))
+from calibexp import load_config, run_experiment
+result = run_experiment(load_config("configs/demo.yaml", ["train.epochs=2"]))
 """
 
 from calibexp.config import ExperimentConfig, load_config

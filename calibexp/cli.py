@@ -37,7 +37,11 @@ def main_guard(body: Callable[[], object]) -> NoReturn:
         print(f"calibexp: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("calibexp: interrupted; the run is marked KILLED, its last checkpoint is kept "
-              "(continue it with -P resume=<run id>)", file=sys.stderr, flush=True)
+        print(
+            "calibexp: interrupted; the run is marked KILLED, its last checkpoint is kept "
+            "(continue it with -P resume=<run id>)",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.exit(130)
     sys.exit(0)

@@ -46,9 +46,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs", self.epochs, "an integer >= 1")
         _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
-        _check(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip", self.grad_clip,
-               "null or a positive norm")
-        _check(self.precision in PRECISIONS, "train.precision", self.precision, " | ".join(PRECISIONS))
+        _check(
+            self.grad_clip is None or self.grad_clip > 0,
+            "train.grad_clip",
+            self.grad_clip,
+            "null or a positive norm",
+        )
+        _check(
+            self.precision in PRECISIONS, "train.precision", self.precision, " | ".join(PRECISIONS)
+        )
 
 
 @dataclass(frozen=True)
@@ -62,11 +68,19 @@ class EvalConfig:
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "eval.batch_size", self.batch_size, "an integer >= 1")
         _check(self.ece_bins >= 1, "eval.ece_bins", self.ece_bins, "an integer >= 1")
-        _check(self.best_metric.startswith("val/"), "eval.best_metric", self.best_metric,
-               "a val metric such as val/nll (never a test metric)")
+        _check(
+            self.best_metric.startswith("val/"),
+            "eval.best_metric",
+            self.best_metric,
+            "a val metric such as val/nll (never a test metric)",
+        )
         _check(self.best_mode in ("min", "max"), "eval.best_mode", self.best_mode, "min | max")
-        _check(self.test_checkpoint in ("last", "best"), "eval.test_checkpoint",
-               self.test_checkpoint, "last | best")
+        _check(
+            self.test_checkpoint in ("last", "best"),
+            "eval.test_checkpoint",
+            self.test_checkpoint,
+            "last | best",
+        )
 
 
 @dataclass(frozen=True)
@@ -126,8 +140,13 @@ def component_registries() -> dict[str, Any]:
     from calibexp.models import BACKBONES
     from calibexp.optim import OPTIMIZERS, SCHEDULES
 
-    return {"data": DATASETS, "model": BACKBONES, "loss": LOSSES, "optim": OPTIMIZERS,
-            "schedule": SCHEDULES}
+    return {
+        "data": DATASETS,
+        "model": BACKBONES,
+        "loss": LOSSES,
+        "optim": OPTIMIZERS,
+        "schedule": SCHEDULES,
+    }
 
 
 # ----------------------------------------------------------------------------- loading
@@ -160,7 +179,9 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> DictConfig:
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f" line {where.line + 1}" if where else ""
-        raise CalibexpError(f"{path}{line}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        raise CalibexpError(
+            f"{path}{line}: not valid YAML ({getattr(err, 'problem', err)})"
+        ) from None
     if not isinstance(node, DictConfig):
         raise CalibexpError(f"{path}: a config must be a YAML mapping of sections")
     bases = node.pop("_base_", [])
@@ -221,10 +242,14 @@ def validate(raw: DictConfig) -> ExperimentConfig:
             )
         schema = registries[section].schema(str(value["name"]))
         sections[section] = _structured(schema, value, prefix=f"{section}.")
-    for section, schema in (("train", TrainConfig), ("eval", EvalConfig),
-                            ("tracking", TrackingConfig)):
-        sections[section] = _structured(schema, resolved.pop(section, None) or {},
-                                        prefix=f"{section}.")
+    for section, schema in (
+        ("train", TrainConfig),
+        ("eval", EvalConfig),
+        ("tracking", TrackingConfig),
+    ):
+        sections[section] = _structured(
+            schema, resolved.pop(section, None) or {}, prefix=f"{section}."
+        )
     top = {k: v for k, v in resolved.items()}
     for key, value in top.items():
         expected = typing.get_type_hints(ExperimentConfig)[key]
@@ -312,7 +337,8 @@ def flatten(cfg: ExperimentConfig) -> dict[str, str]:
 def run_key(cfg: ExperimentConfig) -> str:
     """A stable hash of what the run computes (``NON_SEMANTIC`` keys excluded)."""
     semantic = {
-        key: value for key, value in flatten(cfg).items()
+        key: value
+        for key, value in flatten(cfg).items()
         if not any(key == skip or key.startswith(skip + ".") for skip in NON_SEMANTIC)
     }
     return hashlib.sha256(json.dumps(semantic, sort_keys=True).encode()).hexdigest()[:16]

@@ -30,8 +30,11 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     kind = name.split(":")[0]
-    available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": torch.backends.mps.is_available()}
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
     if not available.get(kind, False):
         raise CalibexpError(f"device '{name}' is not available here; use device=auto or cpu")
     return torch.device(name)
@@ -82,7 +85,9 @@ def train_one_epoch(
         correct += (logits.detach().argmax(dim=1) == targets).sum()
         seen += len(targets)
         if not bar.disable and step % PROGRESS_EVERY == 0:
-            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.3f}")
+            bar.set_postfix(
+                loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.3f}"
+            )
     bar.close()
     return {"train/loss": loss_sum.item() / seen, "train/acc": correct.item() / seen}
 

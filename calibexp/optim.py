@@ -40,8 +40,9 @@ def sgd(
     _positive("optim.weight_decay", weight_decay, strict=False)
     if nesterov and momentum == 0:
         raise CalibexpError("config key 'optim.nesterov': true needs optim.momentum > 0")
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                           nesterov=nesterov)
+    return torch.optim.SGD(
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov
+    )
 
 
 @SCHEDULES.register("multistep")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 
 from calibexp.config import flatten, to_yaml
-from calibexp.evaluation import evaluate_and_log
 from calibexp.engine import autocast_for, resolve_device
+from calibexp.evaluation import evaluate_and_log
 from calibexp.run import RunResult, build_data, build_model, guarded, run_tags, source_config
 from calibexp.seeding import seed_everything
 from calibexp.tracking.checkpoints import load_checkpoint
@@ -31,20 +31,44 @@ def reevaluate(run_id: str, checkpoint: str | None = None) -> RunResult:
     model = build_model(cfg, data, device)
     model.load_state_dict(state["model"])
 
-    tags = {**run_tags(cfg, data), **host_tags(), "calibexp.source_run_id": run_id,
-            "mlflow.parentRunId": run_id, "calibexp.checkpoint": which,
-            "calibexp.checkpoint_epoch": str(state["epoch"])}
+    tags = {
+        **run_tags(cfg, data),
+        **host_tags(),
+        "calibexp.source_run_id": run_id,
+        "mlflow.parentRunId": run_id,
+        "calibexp.checkpoint": which,
+        "calibexp.checkpoint_epoch": str(state["epoch"]),
+    }
     launched = os.environ.pop("MLFLOW_RUN_ID", None)  # set by `mlflow run`
     if launched:
         run = TrackedRun.attach(client, launched)
         run.set_tags(tags)
     else:
-        run = TrackedRun.create(client, source.info.experiment_id,
-                                f"evaluate-{source.info.run_name or run_id[:8]}", tags)
+        run = TrackedRun.create(
+            client,
+            source.info.experiment_id,
+            f"evaluate-{source.info.run_name or run_id[:8]}",
+            tags,
+        )
     run.log_params(flatten(cfg))
     run.log_text(to_yaml(cfg), "config.yaml")
-    print(f"calibexp: evaluating run {run_id} ({which} checkpoint, epoch {state['epoch'] + 1}) "
-          f"into MLflow run {run.run_id}", flush=True)
-    return guarded(run, lambda: RunResult(run.run_id, evaluate_and_log(
-        run, model, val_loader, test_loader, autocast_for(device, cfg.train.precision),
-        bins=cfg.eval.ece_bins, step=int(state["epoch"]))))
+    print(
+        f"calibexp: evaluating run {run_id} ({which} checkpoint, epoch {state['epoch'] + 1}) "
+        f"into MLflow run {run.run_id}",
+        flush=True,
+    )
+    return guarded(
+        run,
+        lambda: RunResult(
+            run.run_id,
+            evaluate_and_log(
+                run,
+                model,
+                val_loader,
+                test_loader,
+                autocast_for(device, cfg.train.precision),
+                bins=cfg.eval.ece_bins,
+                step=int(state["epoch"]),
+            ),
+        ),
+    )

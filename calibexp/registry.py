@@ -87,4 +87,6 @@ def _schema_of(kind: str, name: str, builder: Callable[..., Any]) -> type:
 
 def hyperparameters(section: Any) -> dict[str, Any]:
     """The builder keyword arguments held by a component config section (all fields but name)."""
-    return {f.name: getattr(section, f.name) for f in dataclasses.fields(section) if f.name != "name"}
+    return {
+        f.name: getattr(section, f.name) for f in dataclasses.fields(section) if f.name != "name"
+    }

@@ -74,8 +74,11 @@ class BestSoFar:
     epoch: int = -1
 
     def update(self, value: float, epoch: int) -> bool:
-        better = (self.value is None or math.isnan(self.value)
-                  or (value < self.value if self.mode == "min" else value > self.value))
+        better = (
+            self.value is None
+            or math.isnan(self.value)
+            or (value < self.value if self.mode == "min" else value > self.value)
+        )
         if better and not math.isnan(value):
             self.value, self.epoch = value, epoch
             return True
@@ -91,10 +94,14 @@ class RunResult:
 # ----------------------------------------------------------------------------- building
 
 
-def build_data(cfg: ExperimentConfig, device: torch.device) -> tuple[DataBundle, list[DeviceLoader]]:
+def build_data(
+    cfg: ExperimentConfig, device: torch.device
+) -> tuple[DataBundle, list[DeviceLoader]]:
     data = DATASETS.build(cfg.data.name, **hyperparameters(cfg.data))
     loaders = [
-        DeviceLoader(data.train, cfg.train.batch_size, device, data.mean, data.std, data.train_augment),
+        DeviceLoader(
+            data.train, cfg.train.batch_size, device, data.mean, data.std, data.train_augment
+        ),
         DeviceLoader(data.val, cfg.eval.batch_size, device, data.mean, data.std),
         DeviceLoader(data.test, cfg.eval.batch_size, device, data.mean, data.std),
     ]
@@ -102,8 +109,9 @@ def build_data(cfg: ExperimentConfig, device: torch.device) -> tuple[DataBundle,
 
 
 def build_model(cfg: ExperimentConfig, data: DataBundle, device: torch.device) -> torch.nn.Module:
-    model = BACKBONES.build(cfg.model.name, data.num_classes, data.in_channels,
-                            **hyperparameters(cfg.model))
+    model = BACKBONES.build(
+        cfg.model.name, data.num_classes, data.in_channels, **hyperparameters(cfg.model)
+    )
     return model.to(device)
 
 
@@ -114,8 +122,12 @@ def build_parts(cfg: ExperimentConfig) -> Parts:
     model = build_model(cfg, data, device)
     optimizer = OPTIMIZERS.build(cfg.optim.name, model.parameters(), **hyperparameters(cfg.optim))
     return Parts(
-        cfg=cfg, device=device, data=data,
-        train_loader=train_loader, val_loader=val_loader, test_loader=test_loader,
+        cfg=cfg,
+        device=device,
+        data=data,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        test_loader=test_loader,
         model=model,
         loss=LOSSES.build(cfg.loss.name, **hyperparameters(cfg.loss)).to(device),
         optimizer=optimizer,
@@ -127,7 +139,9 @@ def build_parts(cfg: ExperimentConfig) -> Parts:
 # ----------------------------------------------------------------------------- training
 
 
-def fit(parts: Parts, recorder: EpochRecorder | NoRecorder, start_epoch: int, best: BestSoFar) -> BestSoFar:
+def fit(
+    parts: Parts, recorder: EpochRecorder | NoRecorder, start_epoch: int, best: BestSoFar
+) -> BestSoFar:
     """Train from ``start_epoch`` to ``train.epochs``; val metrics and a record every epoch."""
     cfg = parts.cfg
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -136,8 +150,14 @@ def fit(parts: Parts, recorder: EpochRecorder | NoRecorder, start_epoch: int, be
         lr = current_lr(parts.optimizer)
         batches = parts.train_loader.batches(epoch_generator(cfg.seed, epoch, parts.device))
         train = train_one_epoch(
-            parts.model, parts.loss, parts.optimizer, batches, steps=len(parts.train_loader),
-            autocast=parts.autocast, grad_clip=cfg.train.grad_clip, progress=cfg.train.progress,
+            parts.model,
+            parts.loss,
+            parts.optimizer,
+            batches,
+            steps=len(parts.train_loader),
+            autocast=parts.autocast,
+            grad_clip=cfg.train.grad_clip,
+            progress=cfg.train.progress,
             desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
         )
         parts.scheduler.step()
@@ -150,7 +170,9 @@ def fit(parts: Parts, recorder: EpochRecorder | NoRecorder, start_epoch: int, be
     return best
 
 
-def metric_suite_for(cfg: ExperimentConfig, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+def metric_suite_for(
+    cfg: ExperimentConfig, logits: torch.Tensor, targets: torch.Tensor
+) -> dict[str, float]:
     from calibexp.metrics import metric_suite
 
     return metric_suite(logits, targets, bins=cfg.eval.ece_bins)
@@ -162,8 +184,10 @@ def prefixed(split: str, metrics: dict[str, float]) -> dict[str, float]:
 
 def print_epoch(epoch: int, epochs: int, metrics: dict[str, float], seconds: float) -> None:
     shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "lr")
-    print(f"epoch {epoch + 1}/{epochs}  {shown}  lr {metrics['lr']:.3g}  ({seconds:.1f} s)",
-          flush=True)
+    print(
+        f"epoch {epoch + 1}/{epochs}  {shown}  lr {metrics['lr']:.3g}  ({seconds:.1f} s)",
+        flush=True,
+    )
 
 
 def training_state(parts: Parts, epoch: int, best: BestSoFar) -> dict[str, Any]:
@@ -210,8 +234,11 @@ def guarded(run: TrackedRun, body: Callable[[], Any], finish_on_success: bool = 
     try:
         result = body()
     except BaseException as exc:
-        reason = "interrupted (SIGINT or SIGTERM)" if isinstance(exc, KeyboardInterrupt) else (
-            f"{type(exc).__name__}: {exc}")
+        reason = (
+            "interrupted (SIGINT or SIGTERM)"
+            if isinstance(exc, KeyboardInterrupt)
+            else (f"{type(exc).__name__}: {exc}")
+        )
         try:
             run.finish(terminal_status(exc), reason)
         except Exception:  # noqa: BLE001 - the original error is the one to report
@@ -242,15 +269,21 @@ def _open_new(client: MlflowClient, cfg: ExperimentConfig, data: DataBundle) -> 
         run = TrackedRun.attach(client, launched)
         run.set_tags(tags)
     else:
-        run = TrackedRun.create(client, experiment_id_for(client, cfg.tracking.experiment),
-                                cfg.tracking.run_name, {k: str(v) for k, v in tags.items()})
+        run = TrackedRun.create(
+            client,
+            experiment_id_for(client, cfg.tracking.experiment),
+            cfg.tracking.run_name,
+            {k: str(v) for k, v in tags.items()},
+        )
     run.log_params(flatten(cfg))
     run.log_text(to_yaml(cfg), "config.yaml")
     print(f"calibexp: MLflow run {run.run_id}", flush=True)
     return run
 
 
-def _reopen(client: MlflowClient, run_id: str) -> tuple[TrackedRun, ExperimentConfig, dict[str, Any]]:
+def _reopen(
+    client: MlflowClient, run_id: str
+) -> tuple[TrackedRun, ExperimentConfig, dict[str, Any]]:
     previous = get_run(client, run_id)
     checkpoint = load_checkpoint(client, run_id, LAST)
     cfg = config_from_dict(checkpoint["config"])
@@ -263,11 +296,15 @@ def _reopen(client: MlflowClient, run_id: str) -> tuple[TrackedRun, ExperimentCo
     run.set_tags(host_tags())
     history = client.get_metric_history(run_id, "train/loss")
     run.logged_through = max((m.step for m in history), default=-1)
-    print(f"calibexp: resuming MLflow run {run_id} after epoch {checkpoint['epoch'] + 1}", flush=True)
+    print(
+        f"calibexp: resuming MLflow run {run_id} after epoch {checkpoint['epoch'] + 1}", flush=True
+    )
     return run, cfg, checkpoint
 
 
-def _train_and_evaluate(run: TrackedRun, parts: Parts, checkpoint: dict[str, Any] | None) -> RunResult:
+def _train_and_evaluate(
+    run: TrackedRun, parts: Parts, checkpoint: dict[str, Any] | None
+) -> RunResult:
     cfg = parts.cfg
     start, best = 0, BestSoFar(cfg.eval.best_mode)
     if checkpoint is not None:
@@ -280,8 +317,15 @@ def _train_and_evaluate(run: TrackedRun, parts: Parts, checkpoint: dict[str, Any
     if cfg.eval.test_checkpoint == "best":
         run.flush()  # best.pt must be in the store before it is read back
         parts.model.load_state_dict(load_checkpoint(run.client, run.run_id, BEST)["model"])
-    metrics = evaluate_and_log(run, parts.model, parts.val_loader, parts.test_loader, parts.autocast,
-                               bins=cfg.eval.ece_bins, step=cfg.train.epochs - 1)
+    metrics = evaluate_and_log(
+        run,
+        parts.model,
+        parts.val_loader,
+        parts.test_loader,
+        parts.autocast,
+        bins=cfg.eval.ece_bins,
+        step=cfg.train.epochs - 1,
+    )
     if cfg.tracking.log_model:
         run.flush()
         _log_model(run, parts)
@@ -295,9 +339,13 @@ def _log_model(run: TrackedRun, parts: Parts) -> None:
 
     example = parts.data.val.images[:2].float().numpy()
     with mlflow.start_run(run_id=run.run_id):
-        mlflow.pytorch.log_model(parts.model.cpu(), name="model", serialization_format="pickle",
-                                 pip_requirements=[f"torch=={torch.__version__}"],
-                                 input_example=example)
+        mlflow.pytorch.log_model(
+            parts.model.cpu(),
+            name="model",
+            serialization_format="pickle",
+            pip_requirements=[f"torch=={torch.__version__}"],
+            input_example=example,
+        )
     parts.model.to(parts.device)
 
 
@@ -312,7 +360,8 @@ def source_config(client: MlflowClient, run_id: str) -> ExperimentConfig:
         try:
             local = client.download_artifacts(run_id, "config.yaml", tmp)
         except Exception:  # noqa: BLE001 - missing artifact, whatever the store says
-            raise CalibexpError(f"run '{run_id}' has no config.yaml artifact; it was not "
-                                "made by calibexp") from None
+            raise CalibexpError(
+                f"run '{run_id}' has no config.yaml artifact; it was not made by calibexp"
+            ) from None
         with open(local) as handle:
             return config_from_dict(yaml.safe_load(handle))

@@ -38,9 +38,11 @@ def rng_state() -> dict[str, Any]:
     # numpy's state array travels as a tensor: checkpoints are read with weights_only=True,
     # which refuses numpy objects.
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": random.getstate(),
-             "numpy": [name, torch.from_numpy(keys.copy()), pos, has_gauss, cached],
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(keys.copy()), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

@@ -19,8 +19,12 @@ from calibexp.cli import main_guard
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-id", required=True, help="the run whose checkpoint to evaluate")
-    parser.add_argument("--checkpoint", default="", choices=["", "last", "best"],
-                        help="which checkpoint (default: the run's eval.test_checkpoint)")
+    parser.add_argument(
+        "--checkpoint",
+        default="",
+        choices=["", "last", "best"],
+        help="which checkpoint (default: the run's eval.test_checkpoint)",
+    )
     args = parser.parse_args()
 
     def body() -> None:

@@ -1,6 +1,7 @@
 """Train one experiment into an MLflow run (the MLproject ``train`` entry point).
 
-    mlflow run . -e train --env-manager local -P config=configs/demo.yaml -P overrides="train.epochs=2"
+    mlflow run . -e train --env-manager local -P config=configs/demo.yaml \
+        -P overrides="train.epochs=2"
     python entrypoints/train.py --config configs/demo.yaml optim.lr=0.05 train.epochs=2
     python entrypoints/train.py --resume <run id>      # continue a KILLED/FAILED run
 
@@ -31,8 +32,10 @@ def main() -> None:
         overrides = split_overrides(args.overrides, args.more_overrides)
         if args.resume:
             if overrides:
-                raise CalibexpError("resume continues a run with its own logged config; "
-                                    "drop the overrides (or start a new run with them)")
+                raise CalibexpError(
+                    "resume continues a run with its own logged config; "
+                    "drop the overrides (or start a new run with them)"
+                )
             run_experiment(resume=args.resume)
         else:
             run_experiment(load_config(args.config, overrides))

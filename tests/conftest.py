@@ -17,7 +17,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+MLFLOW_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_RUN_ID",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+)
 # A fast variant of the demo for tests that train: narrow CNN, few epochs, records every epoch.
 FAST = ["model.width=16", "train.epochs=3", "train.progress=false", "tracking.flush_every_s=0"]
 
@@ -26,8 +31,17 @@ FAST = ["model.width=16", "train.epochs=3", "train.progress=false", "tracking.fl
 def store_template(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("store-template")
     uri = f"sqlite:///{folder}/mlflow.db"
-    subprocess.run([sys.executable, "-c", "import sys, mlflow; mlflow.MlflowClient(sys.argv[1])"
-                    ".search_experiments()", uri], check=True, cwd=folder, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, mlflow; mlflow.MlflowClient(sys.argv[1]).search_experiments()",
+            uri,
+        ],
+        check=True,
+        cwd=folder,
+        capture_output=True,
+    )
     return folder / "mlflow.db"
 
 
@@ -54,9 +68,20 @@ def subprocess_env(uri: str) -> dict[str, str]:
 def mlflow_run(uri: str, *args: str, entry: str = "train") -> subprocess.CompletedProcess:
     """``mlflow run <repo> -e <entry> --env-manager local <args>`` against ``uri``."""
     return subprocess.run(
-        [str(Path(sys.executable).parent / "mlflow"), "run", str(ROOT), "-e", entry,
-         "--env-manager", "local", *args],
-        env=subprocess_env(uri), capture_output=True, text=True, timeout=600,
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "run",
+            str(ROOT),
+            "-e",
+            entry,
+            "--env-manager",
+            "local",
+            *args,
+        ],
+        env=subprocess_env(uri),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 

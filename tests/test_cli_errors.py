@@ -33,14 +33,22 @@ def all_runs(client: MlflowClient):
     return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--config", "nope.yaml"], "config file not found"),
-    (["--config", DEMO, "optim.lrr=0.1"], "unknown config key 'optim.lrr' (did you mean 'lr'?)"),
-    (["--config", DEMO, "--overrides", "train.epochs=two"],
-     "config key 'train.epochs': got 'two' (str), expected int"),
-    (["--config", DEMO, "data.val_size=5000"], "data.val_size=5000"),
-    (["--resume", "f" * 32], "no MLflow run with id 'ffffffffffffffffffffffffffffffff'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--config", "nope.yaml"], "config file not found"),
+        (
+            ["--config", DEMO, "optim.lrr=0.1"],
+            "unknown config key 'optim.lrr' (did you mean 'lr'?)",
+        ),
+        (
+            ["--config", DEMO, "--overrides", "train.epochs=two"],
+            "config key 'train.epochs': got 'two' (str), expected int",
+        ),
+        (["--config", DEMO, "data.val_size=5000"], "data.val_size=5000"),
+        (["--resume", "f" * 32], "no MLflow run with id 'ffffffffffffffffffffffffffffffff'"),
+    ],
+)
 def test_train_bad_input_creates_no_run(argv, message, monkeypatch, capsys, tracking_store):
     code, err = call(train_entry, monkeypatch, capsys, *argv)
     assert code == 2
@@ -64,13 +72,24 @@ def test_resume_with_overrides_is_refused(monkeypatch, capsys):
     assert code == 2 and "drop the overrides" in only_error_line(err)
 
 
-def test_unwritable_artifact_store_fails_the_run_with_its_reason(monkeypatch, capsys, tracking_store, tmp_path):
+def test_unwritable_artifact_store_fails_the_run_with_its_reason(
+    monkeypatch, capsys, tracking_store, tmp_path
+):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     client = MlflowClient(tracking_store)
     client.create_experiment("blocked", artifact_location=str(blocker / "artifacts"))
-    code, err = call(train_entry, monkeypatch, capsys, "--config", DEMO, "train.epochs=1",
-                     "model.width=4", "tracking.experiment=blocked", "train.progress=false")
+    code, err = call(
+        train_entry,
+        monkeypatch,
+        capsys,
+        "--config",
+        DEMO,
+        "train.epochs=1",
+        "model.width=4",
+        "tracking.experiment=blocked",
+        "train.progress=false",
+    )
     assert code == 2 and "cannot write artifact" in only_error_line(err)
     (run,) = all_runs(client)
     assert run.info.status == "FAILED"
@@ -82,7 +101,10 @@ def test_unusable_tracking_store_from_the_real_cli(tmp_path):
     blocker.write_text("")
     done = subprocess.run(
         [sys.executable, str(ROOT / "entrypoints/train.py"), "--config", DEMO],
-        env=subprocess_env(f"sqlite:///{blocker}/mlflow.db"), capture_output=True, text=True)
+        env=subprocess_env(f"sqlite:///{blocker}/mlflow.db"),
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [only_error_line(done.stderr)]
     assert "cannot use the MLflow tracking store" in done.stderr

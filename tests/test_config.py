@@ -39,19 +39,27 @@ def test_demo_resolves_its_bases():
 
 
 def test_child_wins_and_lists_replace(tmp_path):
-    write(tmp_path, "base.yaml", """
+    write(
+        tmp_path,
+        "base.yaml",
+        """
         data: {name: digits}
         model: {name: small_cnn, width: 8}
         loss: {name: ce}
         optim: {name: sgd, lr: 0.1}
         schedule: {name: multistep, milestones: [1, 2, 3]}
         train: {epochs: 5, batch_size: 32}
-    """)
-    child = write(tmp_path, "sub/child.yaml", """
+    """,
+    )
+    child = write(
+        tmp_path,
+        "sub/child.yaml",
+        """
         _base_: ../base.yaml
         optim: {lr: 0.2}
         schedule: {milestones: [4]}
-    """)
+    """,
+    )
     cfg = load_config(child)
     assert cfg.optim.lr == 0.2 and cfg.optim.momentum == 0.9  # merged with the schema default
     assert cfg.schedule.milestones == [4]  # a list is replaced, not merged
@@ -77,8 +85,17 @@ def test_renaming_a_component_replaces_its_section(tmp_path):
 
 
 def test_dotted_overrides_are_typed():
-    cfg = load_config(DEMO, ["optim.lr=0.05", "train.epochs=2", "schedule.milestones=[1]",
-                             "train.grad_clip=2", "optim.nesterov=true", "tracking.run_name=x1"])
+    cfg = load_config(
+        DEMO,
+        [
+            "optim.lr=0.05",
+            "train.epochs=2",
+            "schedule.milestones=[1]",
+            "train.grad_clip=2",
+            "optim.nesterov=true",
+            "tracking.run_name=x1",
+        ],
+    )
     assert cfg.optim.lr == 0.05 and cfg.train.epochs == 2 and cfg.schedule.milestones == [1]
     assert cfg.train.grad_clip == 2.0 and isinstance(cfg.train.grad_clip, float)
     assert cfg.optim.nesterov is True and cfg.tracking.run_name == "x1"
@@ -91,10 +108,14 @@ def test_the_papers_cifar_schedule_is_expressible(tmp_path):
     from calibexp.optim import OPTIMIZERS, SCHEDULES
     from calibexp.registry import hyperparameters
 
-    child = write(tmp_path, "c.yaml", f"_base_: [{DEMO}, {ROOT}/configs/_base_/schedules/cifar_350e.yaml]\n")
+    child = write(
+        tmp_path, "c.yaml", f"_base_: [{DEMO}, {ROOT}/configs/_base_/schedules/cifar_350e.yaml]\n"
+    )
     cfg = load_config(child)
     assert cfg.train.epochs == 350 and cfg.train.batch_size == 128
-    opt = OPTIMIZERS.build("sgd", [torch.nn.Parameter(torch.zeros(1))], **hyperparameters(cfg.optim))
+    opt = OPTIMIZERS.build(
+        "sgd", [torch.nn.Parameter(torch.zeros(1))], **hyperparameters(cfg.optim)
+    )
     sched = SCHEDULES.build("multistep", opt, **hyperparameters(cfg.schedule))
     lrs = []
     for _ in range(350):
@@ -106,41 +127,56 @@ def test_the_papers_cifar_schedule_is_expressible(tmp_path):
     assert lrs[250] == pytest.approx(0.001) and lrs[349] == pytest.approx(0.001)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("optim.lrr=0.1", "unknown config key 'optim.lrr' (did you mean 'lr'?)"),
-    ("trian.epochs=2", "unknown config key 'trian' (did you mean 'train'?)"),
-    ("train.epoch=2", "unknown config key 'train.epoch' (did you mean 'epochs'?)"),
-    ("model.widht=3", "unknown config key 'model.widht' (did you mean 'width'?)"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.lrr=0.1", "unknown config key 'optim.lrr' (did you mean 'lr'?)"),
+        ("trian.epochs=2", "unknown config key 'trian' (did you mean 'train'?)"),
+        ("train.epoch=2", "unknown config key 'train.epoch' (did you mean 'epochs'?)"),
+        ("model.widht=3", "unknown config key 'model.widht' (did you mean 'width'?)"),
+    ],
+)
 def test_unknown_key_names_the_nearest_valid_one(override, message):
     with pytest.raises(CalibexpError) as err:
         load_config(DEMO, [override])
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.epochs=abc", "config key 'train.epochs': got 'abc' (str), expected int"),
-    ("train.epochs=2.5", "config key 'train.epochs': got 2.5 (float), expected int"),
-    ("optim.lr=fast", "config key 'optim.lr': got 'fast' (str), expected float"),
-    ("schedule.milestones=7", "config key 'schedule.milestones': got 7 (int), expected a list of int"),
-    ("seed=x", "config key 'seed': got 'x' (str), expected int"),
-    ("train.grad_clip=big", "config key 'train.grad_clip': got 'big' (str), expected null or float"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochs=abc", "config key 'train.epochs': got 'abc' (str), expected int"),
+        ("train.epochs=2.5", "config key 'train.epochs': got 2.5 (float), expected int"),
+        ("optim.lr=fast", "config key 'optim.lr': got 'fast' (str), expected float"),
+        (
+            "schedule.milestones=7",
+            "config key 'schedule.milestones': got 7 (int), expected a list of int",
+        ),
+        ("seed=x", "config key 'seed': got 'x' (str), expected int"),
+        (
+            "train.grad_clip=big",
+            "config key 'train.grad_clip': got 'big' (str), expected null or float",
+        ),
+    ],
+)
 def test_wrong_type_names_key_value_and_expected_type(override, message):
     with pytest.raises(CalibexpError) as err:
         load_config(DEMO, [override])
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("train.epochs=0", "config key 'train.epochs': got 0, expected an integer >= 1"),
-    ("optim.lr=-1", "config key 'optim.lr': got -1.0, expected > 0"),
-    ("train.precision=fp16", "train.precision': got 'fp16', expected auto | fp32 | bf16"),
-    ("eval.best_metric=test/nll", "never a test metric"),
-    ("device=tpu", "config key 'device': got 'tpu'"),
-    ("schedule.milestones=[5,3]", "expected strictly increasing epochs >= 1"),
-    ("optim.momentum=-0.5", "config key 'optim.momentum': got -0.5, expected >= 0"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("train.epochs=0", "config key 'train.epochs': got 0, expected an integer >= 1"),
+        ("optim.lr=-1", "config key 'optim.lr': got -1.0, expected > 0"),
+        ("train.precision=fp16", "train.precision': got 'fp16', expected auto | fp32 | bf16"),
+        ("eval.best_metric=test/nll", "never a test metric"),
+        ("device=tpu", "config key 'device': got 'tpu'"),
+        ("schedule.milestones=[5,3]", "expected strictly increasing epochs >= 1"),
+        ("optim.momentum=-0.5", "config key 'optim.momentum': got -0.5, expected >= 0"),
+    ],
+)
 def test_out_of_range_values_fail_at_config_time(override, fragment):
     with pytest.raises(CalibexpError) as err:
         load_config(DEMO, [override])
@@ -185,7 +221,19 @@ def test_round_trips_and_flatten():
 
 def test_run_key_ignores_how_a_run_is_carried_out():
     base = run_key(load_config(DEMO))
-    assert run_key(load_config(DEMO, ["device=cpu", "train.progress=false",
-                                      "tracking.run_name=other", "eval.batch_size=7"])) == base
+    assert (
+        run_key(
+            load_config(
+                DEMO,
+                [
+                    "device=cpu",
+                    "train.progress=false",
+                    "tracking.run_name=other",
+                    "eval.batch_size=7",
+                ],
+            )
+        )
+        == base
+    )
     assert run_key(load_config(DEMO, ["optim.lr=0.07"])) != base
     assert run_key(load_config(DEMO, ["seed=1"])) != base

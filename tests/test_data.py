@@ -18,7 +18,9 @@ def test_digits_split_is_seeded_disjoint_and_real():
     c = DATASETS.build("digits", split_seed=2)
     assert (len(a.train), len(a.val), len(a.test)) == (897, 450, 450)
     assert a.split_digest == b.split_digest != c.split_digest
-    assert torch.equal(a.test.images, b.test.images) and not torch.equal(a.test.images, c.test.images)
+    assert torch.equal(a.test.images, b.test.images) and not torch.equal(
+        a.test.images, c.test.images
+    )
     assert a.train.images.dtype == torch.uint8 and a.train.images.shape[1:] == (1, 8, 8)
     # every image is one of scikit-learn's digits with its own label, and no image is in two splits
     ref = load_digits()
@@ -63,7 +65,9 @@ def test_shuffle_is_a_seeded_permutation_per_epoch():
     loader = DeviceLoader(data.train, 64, torch.device("cpu"), data.mean, data.std)
 
     def epoch_labels(seed: int, epoch: int) -> torch.Tensor:
-        return torch.cat([y for _, y in loader.batches(epoch_generator(seed, epoch, torch.device("cpu")))])
+        return torch.cat(
+            [y for _, y in loader.batches(epoch_generator(seed, epoch, torch.device("cpu")))]
+        )
 
     first = epoch_labels(0, 0)
     assert torch.equal(first, epoch_labels(0, 0))  # same (seed, epoch): same order

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
-import mlflow
 import numpy as np
 import pytest
 import torch
@@ -83,7 +81,7 @@ def test_one_metric_value_per_epoch(demo):
     lr0 = DEMO.optim.lr
     for epoch, lr in lrs.items():
         drops = sum(epoch >= m for m in DEMO.schedule.milestones)
-        assert lr == pytest.approx(lr0 * DEMO.schedule.gamma ** drops), epoch
+        assert lr == pytest.approx(lr0 * DEMO.schedule.gamma**drops), epoch
 
 
 def test_config_artifact_reproduces_the_config(demo):

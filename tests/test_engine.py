@@ -21,10 +21,16 @@ def parts_for(*overrides: str):
 
 def one_epoch(parts, epoch: int = 0, grad_clip=None):
     return train_one_epoch(
-        parts.model, parts.loss, parts.optimizer,
+        parts.model,
+        parts.loss,
+        parts.optimizer,
         parts.train_loader.batches(epoch_generator(0, epoch, parts.device)),
-        steps=len(parts.train_loader), autocast=contextlib.nullcontext(), grad_clip=grad_clip,
-        progress=False, desc="test")
+        steps=len(parts.train_loader),
+        autocast=contextlib.nullcontext(),
+        grad_clip=grad_clip,
+        progress=False,
+        desc="test",
+    )
 
 
 def test_training_lowers_the_loss():

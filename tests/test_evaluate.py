@@ -36,7 +36,9 @@ def test_evaluate_reproduces_test_metrics_exactly(finished):
     for split in ("val", "test"):
         a = np.load(client.download_artifacts(source_id, f"logits/{split}.npz"))
         b = np.load(client.download_artifacts(result.run_id, f"logits/{split}.npz"))
-        assert np.array_equal(a["logits"], b["logits"]) and np.array_equal(a["targets"], b["targets"])
+        assert np.array_equal(a["logits"], b["logits"]) and np.array_equal(
+            a["targets"], b["targets"]
+        )
 
 
 def test_evaluate_the_best_checkpoint(finished):
@@ -52,8 +54,11 @@ def test_evaluate_through_mlflow_run(finished, tracking_store):
     client, source_id = finished
     done = mlflow_run(tracking_store, "-P", f"run_id={source_id}", entry="evaluate")
     assert done.returncode == 0, done.stderr[-3000:]
-    (evaluation,) = [r for r in client.search_runs(["0"])
-                     if r.data.tags.get("calibexp.source_run_id") == source_id]
+    (evaluation,) = [
+        r
+        for r in client.search_runs(["0"])
+        if r.data.tags.get("calibexp.source_run_id") == source_id
+    ]
     assert evaluation.data.tags["mlflow.project.entryPoint"] == "evaluate"
     source = client.get_run(source_id).data.metrics
     assert evaluation.data.metrics["test/acc"] == source["test/acc"]
@@ -64,14 +69,19 @@ def test_log_model_option_registers_a_loadable_model(tracking_store):
     import mlflow
     import torch
 
-    cfg = load_config(ROOT / "configs/demo.yaml", [*FAST, "tracking.log_model=true", "train.epochs=1"])
+    cfg = load_config(
+        ROOT / "configs/demo.yaml", [*FAST, "tracking.log_model=true", "train.epochs=1"]
+    )
     run_id = run_experiment(cfg).run_id
     client = MlflowClient(tracking_store)
     assert client.get_run(run_id).info.status == "FINISHED"
     (logged,) = mlflow.search_logged_models(
-        experiment_ids=[client.get_run(run_id).info.experiment_id], output_format="list")
+        experiment_ids=[client.get_run(run_id).info.experiment_id], output_format="list"
+    )
     assert logged.source_run_id == run_id
     model = mlflow.pytorch.load_model(logged.model_uri)
-    checkpoint = torch.load(client.download_artifacts(run_id, "checkpoints/last.pt"), weights_only=True)
+    checkpoint = torch.load(
+        client.download_artifacts(run_id, "checkpoints/last.pt"), weights_only=True
+    )
     for name, tensor in checkpoint["model"].items():
         assert torch.equal(model.state_dict()[name], tensor), name

@@ -28,8 +28,9 @@ def ece_reference(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> floa
 
 def test_ece_by_hand():
     # confidences 0.9 (right), 0.9 (wrong), 0.6 (right), 0.3 (wrong; 4 classes so 0.3 can be max)
-    probs = torch.tensor([[0.9, 0.05, 0.05, 0.0], [0.9, 0.1, 0.0, 0.0],
-                          [0.2, 0.6, 0.1, 0.1], [0.3, 0.25, 0.25, 0.2]])
+    probs = torch.tensor(
+        [[0.9, 0.05, 0.05, 0.0], [0.9, 0.1, 0.0, 0.0], [0.2, 0.6, 0.1, 0.1], [0.3, 0.25, 0.25, 0.2]]
+    )
     targets = torch.tensor([0, 1, 1, 3])
     p = Predictions(probs.log(), targets)
     # bins: {0.9, 0.9} acc 0.5 conf 0.9 -> 2/4*0.4; {0.6} 1/4*0.4; {0.3} 1/4*0.3
@@ -45,7 +46,9 @@ def test_suite_against_references(k, n):
     probs = torch.softmax(logits.double(), 1).numpy()
     got = metric_suite(logits, targets)
     assert got["acc"] == pytest.approx((probs.argmax(1) == targets.numpy()).mean(), abs=1e-7)
-    assert got["nll"] == pytest.approx(log_loss(targets.numpy(), probs, labels=list(range(k))), rel=1e-6)
+    assert got["nll"] == pytest.approx(
+        log_loss(targets.numpy(), probs, labels=list(range(k))), rel=1e-6
+    )
     onehot = np.eye(k)[targets.numpy()]
     assert got["brier"] == pytest.approx(((probs - onehot) ** 2).sum(1).mean(), rel=1e-5)
     assert got["ece_15"] == pytest.approx(ece_reference(probs, targets.numpy()), abs=1e-6)

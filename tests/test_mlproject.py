@@ -40,7 +40,11 @@ def test_override_through_mlflow_run_changes_exactly_the_named_values(tracking_s
     run = MlflowClient(tracking_store).get_run(run_id_from(done.stdout))
     default = flatten(load_config(ROOT / "configs/demo.yaml"))
     changed = {k: v for k, v in run.data.params.items() if k in default and default[k] != v}
-    assert changed == {"train.epochs": "2", "optim.lr": "0.07", "model.width": "8",
-                       "train.progress": "False"}
+    assert changed == {
+        "train.epochs": "2",
+        "optim.lr": "0.07",
+        "model.width": "8",
+        "train.progress": "False",
+    }
     history = MlflowClient(tracking_store).get_metric_history(run.info.run_id, "val/nll")
     assert sorted(m.step for m in history) == [0, 1]

@@ -4,7 +4,6 @@ environment as `pip install -e .`."""
 from __future__ import annotations
 
 import tomllib
-
 import yaml
 from packaging.requirements import Requirement
 
@@ -28,6 +27,8 @@ def test_conda_pip_section_matches_pyproject():
 
 
 def test_mlflow_pin_admits_the_tested_range():
-    deps = normalised(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    deps = normalised(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    )
     spec = Requirement(f"mlflow{deps['mlflow']}").specifier
     assert "3.17.2" in spec and "3.14.0" in spec and "3.18.0" not in spec

@@ -25,10 +25,12 @@ def test_names_must_be_snake_case():
 def test_unknown_name_lists_the_known_ones():
     reg = Registry("widget")
     for name in ("focal", "brier", "ce"):
-        reg.register(name)(lambda: name)
+        reg.register(name)(lambda name=name: name)
     with pytest.raises(CalibexpError) as err:
         reg.get("focl")
-    assert str(err.value) == "unknown widget 'focl' (did you mean 'focal'?); known: brier, ce, focal"
+    assert (
+        str(err.value) == "unknown widget 'focl' (did you mean 'focal'?); known: brier, ce, focal"
+    )
 
 
 def test_schema_is_the_keyword_only_hyperparameters():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -17,8 +16,13 @@ from tests.conftest import ROOT, mlflow_run, run_id_from, subprocess_env
 
 pytestmark = pytest.mark.slow
 EPOCHS = 6
-OVERRIDES = ["model.width=16", f"train.epochs={EPOCHS}", "train.progress=false",
-             "tracking.flush_every_s=0", "schedule.milestones=[3]"]
+OVERRIDES = [
+    "model.width=16",
+    f"train.epochs={EPOCHS}",
+    "train.progress=false",
+    "tracking.flush_every_s=0",
+    "schedule.milestones=[3]",
+]
 PER_EPOCH = ["train/loss", "train/acc", "val/acc", "val/nll", "val/ece_15", "val/brier", "lr"]
 
 
@@ -30,7 +34,11 @@ def start_and_kill_after(uri: str, epoch: int, sig: int) -> str:
     """Start a run, wait until it reports ``epoch`` done, send ``sig``; returns the run id."""
     proc = subprocess.Popen(
         train_cli(uri, "--config", str(ROOT / "configs/demo.yaml"), *OVERRIDES),
-        env=subprocess_env(uri), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=subprocess_env(uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -46,8 +54,10 @@ def start_and_kill_after(uri: str, epoch: int, sig: int) -> str:
 
 
 def histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
-    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
-            for key in PER_EPOCH}
+    return {
+        key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        for key in PER_EPOCH
+    }
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +68,13 @@ def reference(tmp_path_factory, store_template):
     folder = tmp_path_factory.mktemp("reference")
     shutil.copy(store_template, folder / "mlflow.db")
     uri = f"sqlite:///{folder}/mlflow.db"
-    done = subprocess.run(train_cli(uri, "--config", str(ROOT / "configs/demo.yaml"), *OVERRIDES),
-                          env=subprocess_env(uri), capture_output=True, text=True, cwd=folder)
+    done = subprocess.run(
+        train_cli(uri, "--config", str(ROOT / "configs/demo.yaml"), *OVERRIDES),
+        env=subprocess_env(uri),
+        capture_output=True,
+        text=True,
+        cwd=folder,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     client = MlflowClient(uri)
     run_id = run_id_from(done.stdout)
@@ -83,8 +98,12 @@ def test_kill_then_resume_matches_an_uninterrupted_run(tracking_store, reference
     assert load_checkpoint(client, run_id)["epoch"] >= (2 if sig == signal.SIGINT else 0)
 
     if how == "python":
-        done = subprocess.run(train_cli(tracking_store, "--resume", run_id),
-                              env=subprocess_env(tracking_store), capture_output=True, text=True)
+        done = subprocess.run(
+            train_cli(tracking_store, "--resume", run_id),
+            env=subprocess_env(tracking_store),
+            capture_output=True,
+            text=True,
+        )
     else:
         done = mlflow_run(tracking_store, "-P", f"resume={run_id}")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -104,8 +123,9 @@ def test_kill_then_resume_matches_an_uninterrupted_run(tracking_store, reference
         assert resumed.data.metrics[key] == ref_final[key], key
     if how == "mlflow run":  # the launcher run mlflow made points at the resumed one
         experiments = [e.experiment_id for e in client.search_experiments()]
-        launchers = [r for r in client.search_runs(experiments)
-                     if r.data.tags.get("calibexp.resumed_run_id") == run_id]
+        launchers = [
+            r
+            for r in client.search_runs(experiments)
+            if r.data.tags.get("calibexp.resumed_run_id") == run_id
+        ]
         assert len(launchers) == 1
-
-

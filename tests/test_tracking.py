@@ -72,8 +72,9 @@ def test_checkpoint_round_trip_and_missing_or_damaged(tmp_path):
 
 
 def fake_run(status: str, **tags: str) -> SimpleNamespace:
-    return SimpleNamespace(info=SimpleNamespace(run_id="r1", status=status),
-                           data=SimpleNamespace(tags=tags))
+    return SimpleNamespace(
+        info=SimpleNamespace(run_id="r1", status=status), data=SimpleNamespace(tags=tags)
+    )
 
 
 def test_liveness_rules():
@@ -84,14 +85,19 @@ def test_liveness_rules():
         assert_resumable(fake_run(status), 900)
     # RUNNING here: decided by the process id
     with pytest.raises(CalibexpError, match="still RUNNING here"):
-        assert_resumable(fake_run("RUNNING", **{"calibexp.host": me,
-                                                "calibexp.pid": str(os.getppid())}), 900)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+        assert_resumable(
+            fake_run("RUNNING", **{"calibexp.host": me, "calibexp.pid": str(os.getppid())}), 900
+        )
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     assert_resumable(fake_run("RUNNING", **{"calibexp.host": me, "calibexp.pid": dead}), 900)
     # RUNNING elsewhere: decided by the heartbeat
-    fresh = {"calibexp.host": "elsewhere", "calibexp.pid": "1",
-             "calibexp.heartbeat": f"{time.time() - 60:.0f}"}
+    fresh = {
+        "calibexp.host": "elsewhere",
+        "calibexp.pid": "1",
+        "calibexp.heartbeat": f"{time.time() - 60:.0f}",
+    }
     with pytest.raises(CalibexpError, match="RUNNING on host elsewhere"):
         assert_resumable(fake_run("RUNNING", **fresh), 900)
     assert_resumable(fake_run("RUNNING", **fresh), 30)

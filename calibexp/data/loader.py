@@ -38,17 +38,22 @@ class DeviceLoader:
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
 
-    def batches(self, generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches in order, or shuffled and augmented when a generator is given (training)."""
         n = len(self.labels)
-        order = None if generator is None else torch.randperm(n, device=self.images.device,
-                                                               generator=generator)
+        order = (
+            None
+            if generator is None
+            else torch.randperm(n, device=self.images.device, generator=generator)
+        )
         for start in range(0, n, self.batch_size):
             if order is None:
-                images = self.images[start:start + self.batch_size]
-                labels = self.labels[start:start + self.batch_size]
+                images = self.images[start : start + self.batch_size]
+                labels = self.labels[start : start + self.batch_size]
             else:
-                idx = order[start:start + self.batch_size]
+                idx = order[start : start + self.batch_size]
                 images, labels = self.images[idx], self.labels[idx]
                 for op in self.augment:
                     images = op(images, generator)

@@ -13,7 +13,10 @@ BINNED = ("ece",)  # metrics whose bin count is part of the logged name
 
 
 def metric_suite(
-    logits: torch.Tensor, targets: torch.Tensor, *, bins: int = 15,
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    bins: int = 15,
     names: tuple[str, ...] = DEFAULT_SUITE,
 ) -> dict[str, float]:
     p = Predictions(logits, targets)

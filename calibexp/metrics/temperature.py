@@ -32,6 +32,7 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
     def val_nll(log_t: float) -> float:
         return torch.nn.functional.cross_entropy(z / math.exp(log_t), y).item()
 
-    result = minimize_scalar(val_nll, bounds=LOG_T_BOUNDS, method="bounded",
-                             options={"xatol": 1e-5})
+    result = minimize_scalar(
+        val_nll, bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-5}
+    )
     return float(math.exp(result.x))

@@ -35,7 +35,9 @@ class ReliabilityData:
         return asdict(self)
 
 
-def prepare_reliability(logits: torch.Tensor, targets: torch.Tensor, bins: int = 15) -> ReliabilityData:
+def prepare_reliability(
+    logits: torch.Tensor, targets: torch.Tensor, bins: int = 15
+) -> ReliabilityData:
     p = Predictions(logits, targets)
     idx = equal_width_bins(p.confidence, bins)
     counts = torch.bincount(idx, minlength=bins).double()
@@ -61,20 +63,44 @@ def plot_reliability(data: ReliabilityData, title: str = "", axes=None) -> plt.F
     """Accuracy per confidence bin with the gap to the diagonal coloured by over- or
     under-confidence, and the confidence histogram beneath."""
     if axes is None:
-        fig, axes = plt.subplots(2, 1, figsize=(4.8, 5.6), sharex=True,
-                                 gridspec_kw={"height_ratios": [3, 1]}, constrained_layout=True)
+        fig, axes = plt.subplots(
+            2,
+            1,
+            figsize=(4.8, 5.6),
+            sharex=True,
+            gridspec_kw={"height_ratios": [3, 1]},
+            constrained_layout=True,
+        )
     top, bottom = axes
     left = data.edges[:-1]
     width = [hi - lo for lo, hi in zip(data.edges[:-1], data.edges[1:])]
     shown = [c > 0 for c in data.counts]
     acc = [a if s else 0.0 for a, s in zip(data.accuracy, shown)]
-    top.bar(left, acc, width=width, align="edge", color=BARS, edgecolor="black", linewidth=0.6,
-            label="accuracy")
+    top.bar(
+        left,
+        acc,
+        width=width,
+        align="edge",
+        color=BARS,
+        edgecolor="black",
+        linewidth=0.6,
+        label="accuracy",
+    )
     gap_bottom = [min(a, c) if s else 0 for a, c, s in zip(data.accuracy, data.confidence, shown)]
     gap_height = [abs(c - a) if s else 0 for a, c, s in zip(data.accuracy, data.confidence, shown)]
     colours = [OVER if c > a else UNDER for a, c in zip(data.accuracy, data.confidence)]
-    top.bar(left, gap_height, bottom=gap_bottom, width=width, align="edge", color=colours,
-            alpha=0.55, edgecolor=colours, hatch="//", linewidth=0.6)
+    top.bar(
+        left,
+        gap_height,
+        bottom=gap_bottom,
+        width=width,
+        align="edge",
+        color=colours,
+        alpha=0.55,
+        edgecolor=colours,
+        hatch="//",
+        linewidth=0.6,
+    )
     top.plot([0, 1], [0, 1], "k--", linewidth=1)
     top.bar([0], [0], color=OVER, alpha=0.55, hatch="//", label="gap: over-confident")
     top.bar([0], [0], color=UNDER, alpha=0.55, hatch="//", label="gap: under-confident")
@@ -83,11 +109,21 @@ def plot_reliability(data: ReliabilityData, title: str = "", axes=None) -> plt.F
     top.set_ylabel("accuracy")
     top.legend(loc="upper left", fontsize=8, frameon=False)
     heading = f"{title}\n" if title else ""
-    top.set_title(f"{heading}ECE = {100 * data.ece:.2f}%   acc = {100 * data.accuracy_overall:.2f}%"
-                  f"   N = {data.n}", fontsize=10)
+    top.set_title(
+        f"{heading}ECE = {100 * data.ece:.2f}%   acc = {100 * data.accuracy_overall:.2f}%"
+        f"   N = {data.n}",
+        fontsize=10,
+    )
     total = max(data.n, 1)
-    bottom.bar(left, [c / total for c in data.counts], width=width, align="edge", color=BARS,
-               edgecolor="black", linewidth=0.6)
+    bottom.bar(
+        left,
+        [c / total for c in data.counts],
+        width=width,
+        align="edge",
+        color=BARS,
+        edgecolor="black",
+        linewidth=0.6,
+    )
     bottom.set_xlabel("confidence")
     bottom.set_ylabel("fraction")
     return top.figure

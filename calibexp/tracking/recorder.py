@@ -32,14 +32,23 @@ class EpochRecorder:
         self.best: dict[str, Any] | None = None  # a best epoch's weights, not written yet
         self.last_flush = time.monotonic()
 
-    def end_epoch(self, epoch: int, metrics: dict[str, float],
-                  snapshot: Callable[[], dict[str, Any]], improved: bool) -> None:
+    def end_epoch(
+        self,
+        epoch: int,
+        metrics: dict[str, float],
+        snapshot: Callable[[], dict[str, Any]],
+        improved: bool,
+    ) -> None:
         self.pending[epoch] = metrics
         if improved:
             state = snapshot()
             # A copy: the live weights keep changing until the next flush writes this one.
-            self.best = {"model": {k: v.detach().clone() for k, v in state["model"].items()},
-                         "epoch": epoch, "metrics": metrics, "config": state["config"]}
+            self.best = {
+                "model": {k: v.detach().clone() for k, v in state["model"].items()},
+                "epoch": epoch,
+                "metrics": metrics,
+                "config": state["config"],
+            }
         due = time.monotonic() - self.last_flush >= self.flush_every_s or epoch == self.epochs - 1
         if due:
             self.flush(snapshot())
@@ -63,6 +72,11 @@ class EpochRecorder:
 
 
 class NoRecorder:
-    def end_epoch(self, epoch: int, metrics: dict[str, float],
-                  snapshot: Callable[[], dict[str, Any]], improved: bool) -> None:
+    def end_epoch(
+        self,
+        epoch: int,
+        metrics: dict[str, float],
+        snapshot: Callable[[], dict[str, Any]],
+        improved: bool,
+    ) -> None:
         return None

@@ -67,8 +67,9 @@ class TrackedRun:
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def create(cls, client: MlflowClient, experiment_id: str, run_name: str | None,
-               tags: dict[str, str]) -> "TrackedRun":
+    def create(
+        cls, client: MlflowClient, experiment_id: str, run_name: str | None, tags: dict[str, str]
+    ) -> "TrackedRun":
         from mlflow.tracking.context.registry import resolve_tags  # user, source, git commit
 
         run = client.create_run(experiment_id, run_name=run_name, tags=resolve_tags(tags))
@@ -85,12 +86,12 @@ class TrackedRun:
     def log_params(self, params: dict[str, str]) -> None:
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_CALL):
-            self.client.log_batch(self.run_id, params=items[i:i + MAX_PARAMS_PER_CALL])
+            self.client.log_batch(self.run_id, params=items[i : i + MAX_PARAMS_PER_CALL])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         items = [RunTag(k, str(v)) for k, v in tags.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_CALL):
-            self.client.log_batch(self.run_id, tags=items[i:i + MAX_PARAMS_PER_CALL])
+            self.client.log_batch(self.run_id, tags=items[i : i + MAX_PARAMS_PER_CALL])
 
     def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
         """``log_metrics`` for one epoch, unless that epoch was logged before the run was
@@ -111,8 +112,11 @@ class TrackedRun:
 
     def _log_batch(self, items: list[Metric], tags: list[RunTag]) -> None:
         for i in range(0, max(len(items), 1), MAX_METRICS_PER_CALL):
-            self.client.log_batch(self.run_id, metrics=items[i:i + MAX_METRICS_PER_CALL],
-                                  tags=tags if i == 0 else [])
+            self.client.log_batch(
+                self.run_id,
+                metrics=items[i : i + MAX_METRICS_PER_CALL],
+                tags=tags if i == 0 else [],
+            )
 
     def stage(self, artifact_path: str) -> Path:
         """A fresh local file path to write an artifact into before ``upload`` queues it."""
@@ -140,8 +144,9 @@ class TrackedRun:
                 shutil.copyfile(local_file, partial)
                 os.replace(partial, target)
             else:
-                self.client.log_artifact(self.run_id, str(local_file),
-                                         None if str(parent) == "." else parent.as_posix())
+                self.client.log_artifact(
+                    self.run_id, str(local_file), None if str(parent) == "." else parent.as_posix()
+                )
         except (OSError, MlflowException) as err:
             where = destination if destination is not None else "the artifact store"
             raise CalibexpError(
@@ -224,8 +229,11 @@ def _local_artifact_dir(client: MlflowClient, run_id: str) -> Path | None:
 
 def host_tags() -> dict[str, str]:
     """Who runs this, so a resume can tell a live run from a dead one."""
-    return {"calibexp.host": socket.gethostname(), "calibexp.pid": str(os.getpid()),
-            "calibexp.heartbeat": f"{time.time():.0f}"}
+    return {
+        "calibexp.host": socket.gethostname(),
+        "calibexp.pid": str(os.getpid()),
+        "calibexp.heartbeat": f"{time.time():.0f}",
+    }
 
 
 def terminal_status(exc: BaseException | None) -> str:
