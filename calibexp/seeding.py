@@ -11,16 +11,18 @@ import torch
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and torch, and set torch's determinism switches either way, so one
+    run's setting never leaks into the next run of the same process (studies run in-process)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
         # cuBLAS needs a fixed workspace to be deterministic; it must be set before first use.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-    else:
-        torch.backends.cudnn.benchmark = torch.cuda.is_available()
+    torch.use_deterministic_algorithms(deterministic)
+    # cuDNN autotuning picks kernels by timing, which makes runs differ; only without the switch.
+    torch.backends.cudnn.benchmark = torch.cuda.is_available() and not deterministic
+    torch.backends.cudnn.deterministic = deterministic
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:

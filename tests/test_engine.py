@@ -77,3 +77,13 @@ def test_same_seed_same_weights():
     one_epoch(b)
     for (name, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(x, y), name
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_deterministic_switch_is_set_either_way(deterministic):
+    try:
+        parts_for(f"deterministic={str(deterministic).lower()}")
+        assert torch.are_deterministic_algorithms_enabled() is deterministic
+        assert torch.backends.cudnn.deterministic is deterministic
+    finally:
+        torch.use_deterministic_algorithms(False)
