@@ -31,6 +31,7 @@ from calibexp.engine import autocast_for, current_lr, predict, resolve_device, t
 from calibexp.errors import CalibexpError
 from calibexp.evaluation import evaluate_and_log
 from calibexp.losses import LOSSES
+from calibexp.metrics import metric_suite
 from calibexp.models import BACKBONES
 from calibexp.optim import OPTIMIZERS, SCHEDULES
 from calibexp.registry import hyperparameters
@@ -162,20 +163,12 @@ def fit(
         )
         parts.scheduler.step()
         val_logits, val_targets = predict(parts.model, parts.val_loader, parts.autocast)
-        val = prefixed("val", metric_suite_for(cfg, val_logits, val_targets))
+        val = prefixed("val", metric_suite(val_logits, val_targets, bins=cfg.eval.ece_bins))
         metrics = {**train, **val, "lr": lr}
         improved = best.update(metrics[cfg.eval.best_metric], epoch)
         recorder.end_epoch(epoch, metrics, lambda e=epoch: training_state(parts, e, best), improved)
         print_epoch(epoch, cfg.train.epochs, metrics, time.perf_counter() - started)
     return best
-
-
-def metric_suite_for(
-    cfg: ExperimentConfig, logits: torch.Tensor, targets: torch.Tensor
-) -> dict[str, float]:
-    from calibexp.metrics import metric_suite
-
-    return metric_suite(logits, targets, bins=cfg.eval.ece_bins)
 
 
 def prefixed(split: str, metrics: dict[str, float]) -> dict[str, float]:
