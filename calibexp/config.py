@@ -31,7 +31,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from calibexp.errors import CalibexpError
+from calibexp.errors import CalibexpError, require
 from calibexp.registry import closest
 
 
@@ -44,15 +44,15 @@ class TrainConfig:
     progress: bool = True  # tqdm bar with loss / accuracy
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "train.epochs", self.epochs, "an integer >= 1")
-        _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
-        _check(
+        require(self.epochs >= 1, "train.epochs", self.epochs, "an integer >= 1")
+        require(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
+        require(
             self.grad_clip is None or self.grad_clip > 0,
             "train.grad_clip",
             self.grad_clip,
             "null or a positive norm",
         )
-        _check(
+        require(
             self.precision in PRECISIONS, "train.precision", self.precision, " | ".join(PRECISIONS)
         )
 
@@ -66,16 +66,16 @@ class EvalConfig:
     test_checkpoint: str = "last"  # the weights evaluated once on test: last (the papers') | best
 
     def __post_init__(self) -> None:
-        _check(self.batch_size >= 1, "eval.batch_size", self.batch_size, "an integer >= 1")
-        _check(self.ece_bins >= 1, "eval.ece_bins", self.ece_bins, "an integer >= 1")
-        _check(
+        require(self.batch_size >= 1, "eval.batch_size", self.batch_size, "an integer >= 1")
+        require(self.ece_bins >= 1, "eval.ece_bins", self.ece_bins, "an integer >= 1")
+        require(
             self.best_metric.startswith("val/"),
             "eval.best_metric",
             self.best_metric,
             "a val metric such as val/nll (never a test metric)",
         )
-        _check(self.best_mode in ("min", "max"), "eval.best_mode", self.best_mode, "min | max")
-        _check(
+        require(self.best_mode in ("min", "max"), "eval.best_mode", self.best_mode, "min | max")
+        require(
             self.test_checkpoint in ("last", "best"),
             "eval.test_checkpoint",
             self.test_checkpoint,
@@ -94,8 +94,8 @@ class TrackingConfig:
     stale_after_s: float = 900.0  # a RUNNING run silent this long on another host counts as dead
 
     def __post_init__(self) -> None:
-        _check(self.flush_every_s >= 0, "tracking.flush_every_s", self.flush_every_s, ">= 0")
-        _check(self.stale_after_s > 0, "tracking.stale_after_s", self.stale_after_s, "> 0")
+        require(self.flush_every_s >= 0, "tracking.flush_every_s", self.flush_every_s, ">= 0")
+        require(self.stale_after_s > 0, "tracking.stale_after_s", self.stale_after_s, "> 0")
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -119,18 +119,13 @@ class ExperimentConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
-        _check(self.device.split(":")[0] in DEVICES, "device", self.device, " | ".join(DEVICES))
+        require(self.device.split(":")[0] in DEVICES, "device", self.device, " | ".join(DEVICES))
 
 
 COMPONENTS = ("data", "model", "loss", "optim", "schedule")
 # Keys that change how a run is carried out or recorded but not what it computes; they are left
 # out of the run key so the same experiment on a GPU or with another run name is the same run.
 NON_SEMANTIC = ("device", "train.progress", "eval.batch_size", "tracking")
-
-
-def _check(ok: bool, key: str, value: Any, expected: str) -> None:
-    if not ok:
-        raise CalibexpError(f"config key '{key}': got {value!r}, expected {expected}")
 
 
 def component_registries() -> dict[str, Any]:

@@ -64,32 +64,52 @@ def train_one_epoch(
     progress: bool,
     desc: str,
 ) -> dict[str, float]:
-    """One pass over shuffled training batches; returns ``train/loss`` and ``train/acc``."""
+    """One pass over shuffled training batches.
+
+    Returns ``train/loss``, ``train/acc`` and the loss's evidence: ``evidence/<key>`` for each
+    of its ``components`` (sample-weighted mean over the epoch) and ``diagnostics`` (first batch).
+    """
     model.train()
     device = next(model.parameters()).device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device)
+    sums: dict[str, torch.Tensor] = {
+        "train/loss": torch.zeros((), device=device),
+        "train/acc": torch.zeros((), device=device),
+    }
+    first_batch: dict[str, torch.Tensor] = {}
     seen = 0
     bar = tqdm(batches, total=steps, desc=desc, leave=False, disable=None if progress else True)
     for step, (inputs, targets) in enumerate(bar):
         with autocast:
-            logits = model(inputs)
-        loss = loss_fn(logits.float(), targets)
+            logits = model(inputs).float()  # losses and metrics always see float32 logits
+        loss = loss_fn(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
 
-        loss_sum += loss.detach() * len(targets)
-        correct += (logits.detach().argmax(dim=1) == targets).sum()
-        seen += len(targets)
+        n = len(targets)
+        seen += n
+        with torch.no_grad():
+            sums["train/loss"] += loss.detach() * n
+            sums["train/acc"] += (logits.argmax(dim=1) == targets).sum()
+            for key, value in loss_fn.components(logits.detach(), targets).items():
+                sums[f"evidence/{key}"] = sums.get(f"evidence/{key}", 0) + value.mean() * n
+        if step == 0:
+            first_batch = {
+                f"evidence/{k}": v.detach()
+                for k, v in loss_fn.diagnostics(logits.detach(), targets).items()
+            }
         if not bar.disable and step % PROGRESS_EVERY == 0:
             bar.set_postfix(
-                loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.3f}"
+                loss=f"{sums['train/loss'].item() / seen:.4f}",
+                acc=f"{sums['train/acc'].item() / seen:.3f}",
             )
     bar.close()
-    return {"train/loss": loss_sum.item() / seen, "train/acc": correct.item() / seen}
+    keys = [*sums, *first_batch]
+    # One device->host transfer for the whole epoch's numbers.
+    values = torch.stack([*(v / seen for v in sums.values()), *first_batch.values()]).tolist()
+    return dict(zip(keys, values))
 
 
 @torch.no_grad()

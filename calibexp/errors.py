@@ -8,3 +8,9 @@ anything else that escapes is a bug in calibexp and keeps its traceback.
 class CalibexpError(Exception):
     """A problem with the user's input or environment, stated in one line: what was wrong and
     what would be right."""
+
+
+def require(ok: bool, key: str, value: object, expected: str) -> None:
+    """Raise ``config key '<key>': got <value>, expected <expected>`` unless ``ok``."""
+    if not ok:
+        raise CalibexpError(f"config key '{key}': got {value!r}, expected {expected}")

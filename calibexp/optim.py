@@ -12,17 +12,11 @@ from collections.abc import Iterable
 
 import torch
 
-from calibexp.errors import CalibexpError
+from calibexp.errors import require
 from calibexp.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
 SCHEDULES = Registry("schedule")
-
-
-def _positive(key: str, value: float, strict: bool = True) -> None:
-    if value < 0 or (strict and value == 0):
-        bound = "> 0" if strict else ">= 0"
-        raise CalibexpError(f"config key '{key}': got {value!r}, expected {bound}")
 
 
 @OPTIMIZERS.register("sgd")
@@ -35,11 +29,10 @@ def sgd(
     nesterov: bool = False,
 ) -> torch.optim.Optimizer:
     """SGD with momentum and L2 weight decay (``wd_ce`` = ``ce`` with weight_decay 5e-4)."""
-    _positive("optim.lr", lr)
-    _positive("optim.momentum", momentum, strict=False)
-    _positive("optim.weight_decay", weight_decay, strict=False)
-    if nesterov and momentum == 0:
-        raise CalibexpError("config key 'optim.nesterov': true needs optim.momentum > 0")
+    require(lr > 0, "optim.lr", lr, "> 0")
+    require(momentum >= 0, "optim.momentum", momentum, ">= 0")
+    require(weight_decay >= 0, "optim.weight_decay", weight_decay, ">= 0")
+    require(not nesterov or momentum > 0, "optim.nesterov", nesterov, "false when momentum is 0")
     return torch.optim.SGD(
         params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov
     )
@@ -53,12 +46,14 @@ def multistep(
     gamma: float = 0.1,
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """lr = base_lr · gamma^(number of milestones <= epoch)."""
-    if list(milestones) != sorted(set(milestones)) or any(m < 1 for m in milestones):
-        raise CalibexpError(
-            f"config key 'schedule.milestones': got {list(milestones)}, expected strictly "
-            "increasing epochs >= 1, e.g. [150, 250]"
-        )
-    _positive("schedule.gamma", gamma)
+    ordered = list(milestones) == sorted(set(milestones)) and all(m >= 1 for m in milestones)
+    require(
+        ordered,
+        "schedule.milestones",
+        list(milestones),
+        "strictly increasing epochs >= 1, e.g. [150, 250]",
+    )
+    require(gamma > 0, "schedule.gamma", gamma, "> 0")
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=gamma)
 
 

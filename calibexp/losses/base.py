@@ -1,8 +1,13 @@
 """The loss contract every calibration loss follows, so the engine never asks which it holds.
 
-- ``forward(logits[B,K], targets[B]) -> scalar``: the mean over the batch;
-- ``components(logits, targets) -> dict[str, Tensor]``: per-sample evidence (focal term, Brier
-  term, gate, p_t, ...), logged per epoch as ``evidence/<key>`` (mean over the epoch);
+- ``forward(logits[B,K], targets[B]) -> scalar``: the mean over the batch (calibexp's losses
+  are all mean-reduced; torrvision's were summed and clipped at norm 2, a different
+  optimisation problem: set ``train.grad_clip`` and the lr if you need theirs);
+- ``components(logits, targets) -> dict[str, Tensor]``: the evidence of why the loss calibrates
+  (focal term, Brier term, gate w, w·Brier, p_t, …), per sample [B] or per batch [];
+  logged per epoch as ``evidence/<key>``, the sample-weighted mean over the epoch;
+- ``diagnostics(logits, targets) -> dict[str, Tensor]``: measurements that need autograd
+  (the gate-gradient norm), taken on the first batch of every epoch;
 - ``on_epoch_start(epoch)``: for schedules (e.g. a γ that changes with the epoch).
 """
 
@@ -11,12 +16,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from calibexp.losses.terms import log_pt
+
 
 class CalibrationLoss(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def components(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"p_t": log_pt(logits, targets).exp()}
+
+    def diagnostics(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         return {}
 
     def on_epoch_start(self, epoch: int) -> None:

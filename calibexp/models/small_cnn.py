@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from calibexp.errors import CalibexpError
+from calibexp.errors import require
 from calibexp.models.registry import BACKBONES
 
 
@@ -20,8 +20,7 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
 def small_cnn(num_classes: int, in_channels: int, *, width: int = 32) -> nn.Module:
     """Three 3x3 conv-BN-ReLU blocks (width, 2·width, 4·width; max-pool after the second),
     global average pooling, one linear layer. Any input size >= 2x2."""
-    if width < 1:
-        raise CalibexpError(f"config key 'model.width': got {width}, expected an integer >= 1")
+    require(width >= 1, "model.width", width, "an integer >= 1")
     return nn.Sequential(
         *_conv_bn_relu(in_channels, width),
         *_conv_bn_relu(width, 2 * width),
