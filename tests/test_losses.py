@@ -72,7 +72,7 @@ def ref_flsd(thresholds, gammas):
 def ref_dual_focal(gamma):
     def fn(p, y, z):
         below = [p[k] for k in range(len(p)) if p[k] < p[y]]
-        p_j = max(below, key=float) if below else torch.zeros((), dtype=F64)
+        p_j = max(below, key=lambda t: float(t.detach())) if below else torch.zeros((), dtype=F64)
         return -((1 - p[y] + p_j) ** gamma) * torch.log(p[y])
 
     return per_sample(fn)
@@ -92,7 +92,7 @@ def ref_fcl(gamma_focal, lam, gamma_cal, detach):
 
 def ref_mmce_w(z, y, width=0.4, pair_mean=False):
     probs = [softmax(z[i]) for i in range(len(y))]
-    r = [max(p, key=float) for p in probs]
+    r = [max(p, key=lambda t: float(t.detach())) for p in probs]
     correct = [int(torch.argmax(p)) == int(t) for p, t in zip(probs, y)]
     C = [i for i in range(len(y)) if correct[i]]
     W = [i for i in range(len(y)) if not correct[i]]
@@ -121,7 +121,7 @@ def ref_mmce(lam, pair_mean=False):
 def ref_dece_value(z, y, bins=15, t_a=100.0, t_b=0.01):
     n = len(y)
     probs = [softmax(z[i]) for i in range(n)]
-    conf = [max(p, key=float) for p in probs]
+    conf = [max(p, key=lambda t: float(t.detach())) for p in probs]
     eps = 1e-6
     memberships = []
     for c in conf:
