@@ -62,7 +62,7 @@ def ref_label_smoothing(eps, spread):
 
 def ref_flsd(thresholds, gammas):
     def fn(p, y, z):
-        pt = float(p[y])
+        pt = float(p[y].detach())
         gamma = gammas[sum(pt >= t for t in thresholds)]
         return focal_of(p, y, gamma)
 
