@@ -7,8 +7,6 @@ and exactly the end-of-run evaluation that ``train`` logs.
 
 from __future__ import annotations
 
-import os
-
 from calibexp.config import flatten, to_yaml
 from calibexp.engine import autocast_for, resolve_device
 from calibexp.evaluation import evaluate_and_log
@@ -39,17 +37,12 @@ def reevaluate(run_id: str, checkpoint: str | None = None) -> RunResult:
         "calibexp.checkpoint": which,
         "calibexp.checkpoint_epoch": str(state["epoch"]),
     }
-    launched = os.environ.pop("MLFLOW_RUN_ID", None)  # set by `mlflow run`
-    if launched:
-        run = TrackedRun.attach(client, launched)
-        run.set_tags(tags)
-    else:
-        run = TrackedRun.create(
-            client,
-            source.info.experiment_id,
-            f"evaluate-{source.info.run_name or run_id[:8]}",
-            tags,
-        )
+    run = TrackedRun.for_this_command(
+        client,
+        lambda: source.info.experiment_id,
+        f"evaluate-{source.info.run_name or run_id[:8]}",
+        tags,
+    )
     run.log_params(flatten(cfg))
     run.log_text(to_yaml(cfg), "config.yaml")
     print(

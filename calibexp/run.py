@@ -256,18 +256,12 @@ def run_tags(cfg: ExperimentConfig, data: DataBundle) -> dict[str, str]:
 
 
 def _open_new(client: MlflowClient, cfg: ExperimentConfig, data: DataBundle) -> TrackedRun:
-    tags = {**run_tags(cfg, data), **host_tags()}
-    launched = os.environ.pop("MLFLOW_RUN_ID", None)  # set by `mlflow run`: log into that run
-    if launched:
-        run = TrackedRun.attach(client, launched)
-        run.set_tags(tags)
-    else:
-        run = TrackedRun.create(
-            client,
-            experiment_id_for(client, cfg.tracking.experiment),
-            cfg.tracking.run_name,
-            {k: str(v) for k, v in tags.items()},
-        )
+    run = TrackedRun.for_this_command(
+        client,
+        lambda: experiment_id_for(client, cfg.tracking.experiment),
+        cfg.tracking.run_name,
+        {**run_tags(cfg, data), **host_tags()},
+    )
     run.log_params(flatten(cfg))
     run.log_text(to_yaml(cfg), "config.yaml")
     print(f"calibexp: MLflow run {run.run_id}", flush=True)

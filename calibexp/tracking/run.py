@@ -15,6 +15,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -74,6 +75,23 @@ class TrackedRun:
 
         run = client.create_run(experiment_id, run_name=run_name, tags=resolve_tags(tags))
         return cls(client, run.info.run_id)
+
+    @classmethod
+    def for_this_command(
+        cls,
+        client: MlflowClient,
+        experiment_id: Callable[[], str],
+        run_name: str | None,
+        tags: dict[str, str],
+    ) -> "TrackedRun":
+        """The run ``mlflow run`` created for this command (``MLFLOW_RUN_ID``), or else a new
+        one in ``experiment_id()``; tagged either way."""
+        launched = os.environ.pop("MLFLOW_RUN_ID", None)
+        if not launched:
+            return cls.create(client, experiment_id(), run_name, tags)
+        run = cls.attach(client, launched)
+        run.set_tags(tags)
+        return run
 
     @classmethod
     def attach(cls, client: MlflowClient, run_id: str) -> "TrackedRun":
