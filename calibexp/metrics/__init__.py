@@ -1,6 +1,6 @@
 """Calibration metrics and post-hoc calibrators (registration happens at import)."""
 
-from calibexp.metrics import calibration, scoring  # noqa: F401  (register the metrics)
+from calibexp.metrics import calibration, scoring, smooth  # noqa: F401  (register the metrics)
 from calibexp.metrics.predictions import Predictions
 from calibexp.metrics.registry import METRICS
 from calibexp.metrics.suite import metric_suite

@@ -26,3 +26,77 @@ def ece(p: Predictions, *, bins: int = 15) -> torch.Tensor:
     # float64 sums: 10^6 float32 additions lose the 1e-6 agreement the metric is tested to.
     gap = torch.bincount(idx, weights=(p.correct - p.confidence).double(), minlength=bins)
     return (gap.abs().sum() / len(p)).float()
+
+
+def _bin_gaps(p: Predictions, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per equal-width bin: Σ_{i∈B_m}(acc_i − conf_i) and |B_m| (float64)."""
+    idx = equal_width_bins(p.confidence, bins)
+    gap = torch.bincount(idx, weights=(p.correct - p.confidence).double(), minlength=bins)
+    count = torch.bincount(idx, minlength=bins).double()
+    return gap, count
+
+
+@METRICS.register("mce")
+def mce(p: Predictions, *, bins: int = 15) -> torch.Tensor:
+    """Maximum calibration error: max_m |acc(B_m) − conf(B_m)| over non-empty equal-width bins
+    (Naeini et al., AAAI 2015; torrvision's ``MCE``)."""
+    gap, count = _bin_gaps(p, bins)
+    return (gap.abs() / count.clamp(min=1)).max().float()
+
+
+@METRICS.register("ece_over")
+def ece_over(p: Predictions, *, bins: int = 15) -> torch.Tensor:
+    """The part of ECE from over-confident bins (conf(B_m) > acc(B_m)); with ``ece_under`` it
+    sums to ECE."""
+    gap, _ = _bin_gaps(p, bins)
+    return (gap.clamp(max=0).abs().sum() / len(p)).float()
+
+
+@METRICS.register("ece_under")
+def ece_under(p: Predictions, *, bins: int = 15) -> torch.Tensor:
+    """The part of ECE from under-confident bins (conf(B_m) < acc(B_m))."""
+    gap, _ = _bin_gaps(p, bins)
+    return (gap.clamp(min=0).sum() / len(p)).float()
+
+
+@METRICS.register("adaece")
+def adaptive_ece(p: Predictions, *, bins: int = 15) -> torch.Tensor:
+    """Adaptive ECE: ECE over M equal-mass bins (Nguyen & O'Connor, EMNLP 2015; Mukhoti et al.,
+    NeurIPS 2020). Edges follow torrvision: the (N·m/M)-th order statistics of the confidences,
+    linearly interpolated (``np.interp(linspace(0, N, M+1), arange(N), sort(conf))``), with
+    membership (lo, hi], so the single smallest confidence falls in no bin. One sort: O(N log N).
+    """
+    conf = p.confidence.double()
+    n = len(conf)
+    ordered = conf.sort().values
+    position = torch.linspace(0, n, bins + 1, dtype=torch.float64, device=conf.device).clamp(
+        max=n - 1
+    )
+    low = position.floor().long()
+    high = (low + 1).clamp(max=n - 1)
+    edges = ordered[low] + (position - low) * (ordered[high] - ordered[low])
+    idx = torch.bucketize(conf, edges, right=False) - 1  # edges[m] < conf <= edges[m+1] -> m
+    inside = (idx >= 0) & (idx < bins)
+    gap = torch.bincount(idx[inside], weights=(p.correct.double() - conf)[inside], minlength=bins)
+    return (gap.abs().sum() / n).float()
+
+
+@METRICS.register("classece")
+def classwise_ece(p: Predictions, *, bins: int = 15) -> torch.Tensor:
+    """Classwise ECE (Kull et al., NeurIPS 2019; torrvision's ``ClasswiseECELoss``): for every
+    class k, equal-width bins ((m−1)/M, m/M] over p_·k of all N samples, the bin's accuracy the
+    fraction with y = k; the per-class ECEs averaged:
+    (1/K) Σ_k Σ_m (1/N) |Σ_{i∈B_mk} (1[y_i = k] − p_ik)|. One bincount over K·M cells."""
+    probs = p.probs
+    k = p.num_classes
+    onehot = torch.nn.functional.one_hot(p.targets, k).double()
+    idx = equal_width_bins(probs, bins)
+    cell = (idx + bins * torch.arange(k, device=probs.device)[None, :])[probs > 0]
+    gap = torch.bincount(cell, weights=(onehot - probs.double())[probs > 0], minlength=k * bins)
+    return (gap.abs().sum() / (len(p) * k)).float()
+
+
+@METRICS.register("conf")
+def mean_confidence(p: Predictions) -> torch.Tensor:
+    """Mean top-label confidence (1/N) Σ_i max_k p_ik; with ``acc`` it shows over-confidence."""
+    return p.confidence.mean()

@@ -8,8 +8,21 @@ from calibexp.metrics.predictions import Predictions
 from calibexp.metrics.registry import METRICS
 
 # Metrics logged every epoch on val, and on test before/after calibration at the end of a run.
-DEFAULT_SUITE = ("acc", "nll", "ece", "brier")
-BINNED = ("ece",)  # metrics whose bin count is part of the logged name
+DEFAULT_SUITE = (
+    "acc",
+    "nll",
+    "brier",
+    "conf",
+    "ece",
+    "adaece",
+    "classece",
+    "mce",
+    "ece_over",
+    "ece_under",
+    "smece",
+)
+# metrics whose bin count is part of the logged name (ece_15, adaece_15, ...)
+BINNED = ("ece", "adaece", "classece", "mce", "ece_over", "ece_under")
 
 
 def metric_suite(
