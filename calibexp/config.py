@@ -64,10 +64,37 @@ class EvalConfig:
     best_metric: str = "val/nll"  # which epoch's weights become checkpoints/best.pt
     best_mode: str = "min"
     test_checkpoint: str = "last"  # the weights evaluated once on test: last (the papers') | best
+    val_every: int = 1  # the metric suite on val every N epochs (and always after the last)
+    # A val reliability diagram every N val-evaluated epochs (from the first, and the last),
+    # logged as the step-indexed image series reliability/val; 0 = none. Each is ~0.15 s of
+    # drawing, done on the tracking thread.
+    diagram_every: int = 1
+    evolution_epochs: list[int] = field(default_factory=list)  # [] = up to 5, evenly spread
+    # Post-hoc calibrators fitted on val; each logs test_<split>/... and <split>/temperature.
+    calibrators: list[str] = field(default_factory=lambda: ["temperature", "temperature_grid_ece"])
 
     def __post_init__(self) -> None:
         require(self.batch_size >= 1, "eval.batch_size", self.batch_size, "an integer >= 1")
         require(self.ece_bins >= 1, "eval.ece_bins", self.ece_bins, "an integer >= 1")
+        require(self.val_every >= 1, "eval.val_every", self.val_every, "an integer >= 1")
+        require(
+            self.diagram_every >= 0,
+            "eval.diagram_every",
+            self.diagram_every,
+            "an integer >= 0 (0 = no per-epoch diagrams)",
+        )
+        require(
+            all(e >= 0 for e in self.evolution_epochs),
+            "eval.evolution_epochs",
+            self.evolution_epochs,
+            "a list of epoch indices >= 0",
+        )
+        require(
+            len(self.calibrators) >= 1 and len(set(self.calibrators)) == len(self.calibrators),
+            "eval.calibrators",
+            self.calibrators,
+            "a non-empty list of distinct calibrator names",
+        )
         require(
             self.best_metric.startswith("val/"),
             "eval.best_metric",
@@ -81,6 +108,18 @@ class EvalConfig:
             self.test_checkpoint,
             "last | best",
         )
+
+    def val_epochs(self, epochs: int) -> list[int]:
+        """The epochs (0-based) after which the metric suite runs on val."""
+        return [e for e in range(epochs) if (e + 1) % self.val_every == 0 or e == epochs - 1]
+
+    def diagram_epochs(self, epochs: int) -> list[int]:
+        """The val epochs that also draw a reliability diagram: the first, every
+        ``diagram_every``-th after it, and the last."""
+        if self.diagram_every == 0:
+            return []
+        val = self.val_epochs(epochs)
+        return [e for i, e in enumerate(val) if i % self.diagram_every == 0 or e == val[-1]]
 
 
 @dataclass(frozen=True)
@@ -120,12 +159,26 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         require(self.device.split(":")[0] in DEVICES, "device", self.device, " | ".join(DEVICES))
+        drawn = self.eval.diagram_epochs(self.train.epochs)
+        require(
+            set(self.eval.evolution_epochs) <= set(drawn),
+            "eval.evolution_epochs",
+            self.eval.evolution_epochs,
+            f"epochs that draw a val diagram ({drawn})",
+        )
 
 
 COMPONENTS = ("data", "model", "loss", "optim", "schedule")
 # Keys that change how a run is carried out or recorded but not what it computes; they are left
 # out of the run key so the same experiment on a GPU or with another run name is the same run.
-NON_SEMANTIC = ("device", "train.progress", "eval.batch_size", "tracking")
+NON_SEMANTIC = (
+    "device",
+    "train.progress",
+    "eval.batch_size",
+    "eval.diagram_every",
+    "eval.evolution_epochs",
+    "tracking",
+)
 
 
 def component_registries() -> dict[str, Any]:
@@ -270,6 +323,13 @@ def _dry_build(cfg: ExperimentConfig, registries: dict[str, Any]) -> None:
     dummy = [torch.nn.Parameter(torch.zeros(1))]
     optimizer = registries["optim"].build(cfg.optim.name, dummy, **hyperparameters(cfg.optim))
     registries["schedule"].build(cfg.schedule.name, optimizer, **hyperparameters(cfg.schedule))
+    from calibexp.metrics import CALIBRATORS
+
+    for name in cfg.eval.calibrators:
+        try:
+            CALIBRATORS.get(name)
+        except CalibexpError as err:
+            raise CalibexpError(f"eval.calibrators: {err}") from None
 
 
 def _structured(schema: type, values: dict[str, Any], prefix: str) -> Any:

@@ -1,15 +1,18 @@
 """The end-of-run evaluation, shared by ``train`` and ``evaluate`` so both log the same things
 computed the same way.
 
-On test, once: the metric suite before (``test/…``) and after (``test_ts/…``) temperature
-scaling, with T fitted on val by NLL (``ts/temperature``); the val and test logits
-(``logits/{val,test}.npz``) so any metric can be recomputed without retraining; and a
-reliability diagram of each (``plots/reliability_test{,_ts}.png`` with its data as
-``tables/reliability_test{,_ts}.json``).
+On test, once: the metric suite before calibration (``test/…``) and after each calibrator of
+``eval.calibrators``, fitted on val (``test_ts/…`` and ``ts/temperature`` for the NLL-fitted
+temperature, ``test_ts_grid/…`` and ``ts_grid/temperature`` for torrvision's ECE grid); the val
+and test logits (``logits/{val,test}.npz``) so any metric can be recomputed without retraining;
+a reliability diagram of each (``plots/reliability_<split>.png``, data in
+``tables/reliability_<split>.json``) and all of them side by side
+(``plots/reliability_test_before_after.png``).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,8 +20,10 @@ import torch
 
 from calibexp.data.loader import DeviceLoader
 from calibexp.engine import predict
-from calibexp.metrics import fit_temperature, metric_suite
-from calibexp.plots import plot_reliability, prepare_reliability
+from calibexp.metrics import CALIBRATORS, metric_suite
+from calibexp.plots import plot_reliability, plot_reliability_row, prepare_reliability
+
+BEFORE_AFTER = "plots/reliability_test_before_after.png"
 
 
 def evaluate_and_log(
@@ -29,22 +34,29 @@ def evaluate_and_log(
     autocast: Any,
     *,
     bins: int,
+    calibrators: list[str],
     step: int,
 ) -> dict[str, float]:
     val_logits, val_targets = predict(model, val_loader, autocast)
     test_logits, test_targets = predict(model, test_loader, autocast)
-    temperature = fit_temperature(val_logits, val_targets)
-    metrics: dict[str, float] = {"ts/temperature": temperature}
-    for split, logits in (("test", test_logits), ("test_ts", test_logits / temperature)):
+    metrics: dict[str, float] = {}
+    variants = [("test", test_logits, "test, uncalibrated")]
+    for name in calibrators:
+        split = CALIBRATORS.info(name)["split"]
+        temperature = CALIBRATORS.build(name, val_logits, val_targets, bins=bins)
+        metrics[f"{split}/temperature"] = temperature
+        title = f"test, {name} T={temperature:.3g}"
+        variants.append((f"test_{split}", test_logits / temperature, title))
+    panels = []
+    for split, logits, title in variants:
         metrics.update(
             {f"{split}/{k}": v for k, v in metric_suite(logits, test_targets, bins=bins).items()}
         )
         data = prepare_reliability(logits, test_targets, bins=bins)
-        title = (
-            "test" if split == "test" else f"test after temperature scaling (T = {temperature:.3f})"
-        )
-        run.log_figure(plot_reliability(data, title=title), f"plots/reliability_{split}.png")
+        run.log_figure(partial(plot_reliability, data, title), f"plots/reliability_{split}.png")
         run.log_json(data.to_dict(), f"tables/reliability_{split}.json")
+        panels.append((data, title))
+    run.log_figure(partial(plot_reliability_row, panels), BEFORE_AFTER)
     for split, logits, targets in (
         ("val", val_logits, val_targets),
         ("test", test_logits, test_targets),
@@ -53,11 +65,14 @@ def evaluate_and_log(
         np.savez_compressed(path, logits=logits.cpu().numpy(), targets=targets.cpu().numpy())
         run.upload(path, f"logits/{split}.npz")
     run.log_metrics(metrics, step=step)  # last: once they are there, so is everything above
-    for key in ("acc", "nll", f"ece_{bins}"):
-        print(
-            f"test/{key} {metrics[f'test/{key}']:.4f} -> test_ts/{key} "
-            f"{metrics[f'test_ts/{key}']:.4f}",
-            flush=True,
-        )
-    print(f"temperature {temperature:.4f}", flush=True)
+    for split, _, _ in variants[1:]:
+        for key in ("acc", "nll", f"ece_{bins}"):
+            print(
+                f"test/{key} {metrics[f'test/{key}']:.4f} -> {split}/{key} "
+                f"{metrics[f'{split}/{key}']:.4f}",
+                flush=True,
+            )
+    for name in calibrators:
+        split = CALIBRATORS.info(name)["split"]
+        print(f"{split}/temperature {metrics[f'{split}/temperature']:.4f} ({name})", flush=True)
     return metrics

@@ -61,6 +61,7 @@ def reevaluate(run_id: str, checkpoint: str | None = None) -> RunResult:
                 test_loader,
                 autocast_for(device, cfg.train.precision),
                 bins=cfg.eval.ece_bins,
+                calibrators=cfg.eval.calibrators,
                 step=int(state["epoch"]),
             ),
         ),

@@ -34,14 +34,21 @@ class Registry:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._builders: dict[str, Callable[..., Any]] = {}
+        self._info: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(
+        self, name: str, **info: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register a builder under ``name``; ``info`` is kept for ``info(name)`` (e.g. the
+        metric prefix a calibrator logs under)."""
+
         def decorator(builder: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._builders:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             if name != name.lower() or not name.replace("_", "").isalnum():
                 raise ValueError(f"{self.kind} name '{name}' must be snake_case")
             self._builders[name] = builder
+            self._info[name] = info
             return builder
 
         return decorator
@@ -56,6 +63,10 @@ class Registry:
                 f"known: {', '.join(self.names())}"
             )
         return self._builders[name]
+
+    def info(self, name: str) -> dict[str, Any]:
+        self.get(name)  # the unknown-name error
+        return self._info[name]
 
     def build(self, name: str, *args: Any, **params: Any) -> Any:
         return self.get(name)(*args, **params)

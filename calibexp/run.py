@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 
 from calibexp.config import ExperimentConfig, config_from_dict, flatten, run_key, to_dict, to_yaml
 from calibexp.data import DATASETS, DataBundle, DeviceLoader
+from calibexp.diagrams import VAL_SERIES, log_evolution, log_val_diagram
 from calibexp.engine import autocast_for, current_lr, predict, resolve_device, train_one_epoch
 from calibexp.errors import CalibexpError
 from calibexp.evaluation import evaluate_and_log
@@ -34,6 +35,7 @@ from calibexp.losses import LOSSES
 from calibexp.metrics import metric_suite
 from calibexp.models import BACKBONES
 from calibexp.optim import OPTIMIZERS, SCHEDULES
+from calibexp.plots import prepare_reliability
 from calibexp.registry import hyperparameters
 from calibexp.seeding import epoch_generator, rng_state, seed_everything, set_rng_state
 from calibexp.tracking.checkpoints import BEST, LAST, load_checkpoint
@@ -143,8 +145,11 @@ def build_parts(cfg: ExperimentConfig) -> Parts:
 def fit(
     parts: Parts, recorder: EpochRecorder | NoRecorder, start_epoch: int, best: BestSoFar
 ) -> BestSoFar:
-    """Train from ``start_epoch`` to ``train.epochs``; val metrics and a record every epoch."""
+    """Train from ``start_epoch`` to ``train.epochs``; the val suite on val epochs, a val
+    reliability diagram on diagram epochs, and a record every epoch."""
     cfg = parts.cfg
+    val_epochs = set(cfg.eval.val_epochs(cfg.train.epochs))
+    diagram_epochs = set(cfg.eval.diagram_epochs(cfg.train.epochs))
     for epoch in range(start_epoch, cfg.train.epochs):
         started = time.perf_counter()
         parts.loss.on_epoch_start(epoch)
@@ -162,11 +167,19 @@ def fit(
             desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
         )
         parts.scheduler.step()
-        val_logits, val_targets = predict(parts.model, parts.val_loader, parts.autocast)
-        val = prefixed("val", metric_suite(val_logits, val_targets, bins=cfg.eval.ece_bins))
-        metrics = {**train, **val, "lr": lr}
-        improved = best.update(metrics[cfg.eval.best_metric], epoch)
-        recorder.end_epoch(epoch, metrics, lambda e=epoch: training_state(parts, e, best), improved)
+        metrics, diagram = {**train, "lr": lr}, None
+        if epoch in val_epochs:
+            val_logits, val_targets = predict(parts.model, parts.val_loader, parts.autocast)
+            bins = cfg.eval.ece_bins
+            metrics.update(prefixed("val", metric_suite(val_logits, val_targets, bins=bins)))
+            if epoch in diagram_epochs:
+                diagram = prepare_reliability(val_logits, val_targets, bins=bins).to_dict()
+        improved = cfg.eval.best_metric in metrics and best.update(
+            metrics[cfg.eval.best_metric], epoch
+        )
+        recorder.end_epoch(
+            epoch, metrics, lambda e=epoch: training_state(parts, e, best), improved, diagram
+        )
         print_epoch(epoch, cfg.train.epochs, metrics, time.perf_counter() - started)
     return best
 
@@ -299,8 +312,13 @@ def _train_and_evaluate(
         # Epochs the checkpoint covers may not have been logged when the run died.
         for epoch, metrics in sorted(checkpoint["pending_metrics"].items()):
             run.log_epoch(metrics, epoch)
+        drawn = run.image_steps(VAL_SERIES)
+        for epoch, diagram in sorted(checkpoint.get("pending_diagrams", {}).items()):
+            if epoch not in drawn:
+                log_val_diagram(run, epoch, cfg.train.epochs, diagram)
         run.logged_through = max(run.logged_through, checkpoint["epoch"])
     fit(parts, EpochRecorder(run, cfg.tracking.flush_every_s, cfg.train.epochs), start, best)
+    log_evolution(run, cfg.eval.evolution_epochs, cfg.train.epochs)
     if cfg.eval.test_checkpoint == "best":
         run.flush()  # best.pt must be in the store before it is read back
         parts.model.load_state_dict(load_checkpoint(run.client, run.run_id, BEST)["model"])
@@ -311,6 +329,7 @@ def _train_and_evaluate(
         parts.test_loader,
         parts.autocast,
         bins=cfg.eval.ece_bins,
+        calibrators=cfg.eval.calibrators,
         step=cfg.train.epochs - 1,
     )
     if cfg.tracking.log_model:

@@ -4,13 +4,49 @@ ECE, MCE)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import relplot
 import torch
 from torchmetrics.classification import MulticlassCalibrationError
+from torchmetrics.functional.classification.calibration_error import _ce_compute
 
 from calibexp.metrics import METRICS, Predictions, metric_suite
+from calibexp.metrics.calibration import ece
+
+EDGES = torch.linspace(0, 1, 16)  # float32, as torrvision and torchmetrics make them
+
+
+def row_on_edge(edge: float, k: int) -> torch.Tensor | None:
+    """Float32 logits [d, s, 0, ..., 0] whose top softmax probability is exactly ``edge`` in
+    float32 (searched over ulps of d), or None."""
+    target = torch.tensor(edge, dtype=torch.float32)
+    for s in np.linspace(-3, 3, 61, dtype=np.float32):
+        rest = math.exp(float(s)) + (k - 2)
+        d = torch.tensor(math.log(edge * rest / (1 - edge)) if edge < 1 else 60.0)
+        candidates = d + torch.arange(-200, 201) * torch.finfo(torch.float32).eps * d.abs()
+        z = torch.zeros(len(candidates), k)
+        z[:, 0], z[:, 1] = candidates, float(s)
+        hit = (torch.log_softmax(z, 1).exp()[:, 0] == target) & (z.argmax(1) == 0)
+        if hit.any():
+            return z[hit.nonzero()[0, 0]]
+    return None
+
+
+def edge_logits(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    """Two thirds of the rows with a top-label confidence exactly on a bin edge (1.0 among them),
+    the rest random. The edge rows keep class 0 on top: permuting a row's logits changes the
+    summation order of its softmax and with it the last bit of the confidence."""
+    rows = [r for e in EDGES[1:] if e > 1 / k and (r := row_on_edge(float(e), k)) is not None]
+    assert len(rows) >= 8
+    z = torch.randn(n, k, generator=gen) * 3
+    on_edge = torch.rand(n, generator=gen) < 2 / 3
+    z[on_edge] = torch.stack(rows)[
+        torch.randint(0, len(rows), (int(on_edge.sum()),), generator=gen)
+    ]
+    return z
 
 
 def logits_for(kind: str, n: int, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,10 +61,13 @@ def logits_for(kind: str, n: int, k: int, seed: int) -> tuple[torch.Tensor, torc
         z = z[torch.randint(0, 5, (n,), generator=gen)]
     elif kind == "confident":  # confidences of exactly 1.0 in float32
         z[:, 0] += 40
+    elif kind == "edges":
+        z = edge_logits(n, k, gen)
+        y = torch.where(torch.rand(n, generator=gen) < 0.6, z.argmax(1), y)
     return z, y
 
 
-KINDS = ["random", "all_correct", "all_wrong", "ties", "confident"]
+KINDS = ["random", "all_correct", "all_wrong", "ties", "confident", "edges"]
 SHAPES = [(2, 500), (10, 2000), (100, 3000), (200, 1500)]
 
 
@@ -45,9 +84,10 @@ def adaece_reference(conf: np.ndarray, acc: np.ndarray, bins: int = 15) -> float
 
 
 def classece_reference(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """torrvision's ClasswiseECELoss, class by class and bin by bin."""
+    """torrvision's ClasswiseECELoss, class by class and bin by bin; ``probs`` float32 compared
+    with float32 edges (torrvision's torch.linspace), means in float64."""
     n, k = probs.shape
-    edges = np.linspace(0, 1, bins + 1)
+    edges = torch.linspace(0, 1, bins + 1).numpy()
     per_class = []
     for c in range(k):
         p, hit = probs[:, c], (labels == c).astype(float)
@@ -55,15 +95,26 @@ def classece_reference(probs: np.ndarray, labels: np.ndarray, bins: int = 15) ->
         for lo, hi in zip(edges[:-1], edges[1:]):
             member = (p > lo) & (p <= hi)
             if member.any():
-                total += member.mean() * abs(hit[member].mean() - p[member].mean())
+                total += member.mean() * abs(hit[member].mean() - p[member].astype(float).mean())
         per_class.append(total)
     return float(np.mean(per_class))
 
 
+def ece_reference(conf: np.ndarray, acc: np.ndarray, bins: int = 15) -> float:
+    """torrvision's ECELoss: float32 confidences against float32 edges, (lo, hi]."""
+    edges = torch.linspace(0, 1, bins + 1).numpy()
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        member = (conf > lo) & (conf <= hi)
+        if member.any():
+            total += member.mean() * abs(acc[member].mean() - conf[member].astype(float).mean())
+    return total
+
+
 def mce_reference(conf: np.ndarray, acc: np.ndarray, bins: int = 15) -> float:
-    edges = np.linspace(0, 1, bins + 1)
+    edges = torch.linspace(0, 1, bins + 1).numpy()
     gaps = [
-        abs(acc[m].mean() - conf[m].mean())
+        abs(acc[m].mean() - conf[m].astype(float).mean())
         for lo, hi in zip(edges[:-1], edges[1:])
         if (m := (conf > lo) & (conf <= hi)).any()
     ]
@@ -78,11 +129,12 @@ def test_suite_against_independent_implementations(kind, k, n):
     got = metric_suite(z, y)
     conf = p.confidence.double().numpy()
     acc = p.correct.double().numpy()
-    probs = p.probs.double().numpy()
+    conf32, probs32 = p.confidence.numpy(), p.probs.numpy()
     assert got["smece"] == pytest.approx(relplot.smECE(conf, acc), abs=1e-3)
+    assert got["ece_15"] == pytest.approx(ece_reference(conf32, acc), abs=1e-6)
     assert got["adaece_15"] == pytest.approx(adaece_reference(conf, acc), abs=1e-6)
-    assert got["classece_15"] == pytest.approx(classece_reference(probs, y.numpy()), abs=1e-6)
-    assert got["mce_15"] == pytest.approx(mce_reference(conf, acc), abs=1e-6)
+    assert got["classece_15"] == pytest.approx(classece_reference(probs32, y.numpy()), abs=1e-6)
+    assert got["mce_15"] == pytest.approx(mce_reference(conf32, acc), abs=1e-6)
     assert got["ece_over_15"] + got["ece_under_15"] == pytest.approx(got["ece_15"], abs=1e-6)
     assert got["conf"] == pytest.approx(conf.mean(), abs=1e-6)
     if kind == "all_correct":
@@ -91,22 +143,48 @@ def test_suite_against_independent_implementations(kind, k, n):
         assert got["ece_under_15"] == 0.0
 
 
+def torchmetrics_exact(p: Predictions, norm: str, bins: int = 15) -> float:
+    """torchmetrics' own calibration-error code (``_ce_compute``: its bucketize binning and its
+    norms) on float64 confidences, with its float32 edges. The public metric casts to float32
+    and accumulates its bins in float32, which on 3,000 tied confidences alone is 1.3e-6 off the
+    exact value; this is the same computation without that rounding."""
+    edges = torch.linspace(0, 1, bins + 1).double()  # the float32 edges, exactly
+    return _ce_compute(
+        p.confidence.double(), p.correct.double(), bin_boundaries=edges, norm=norm
+    ).item()
+
+
 @pytest.mark.parametrize("k, n", SHAPES)
 @pytest.mark.parametrize("kind", ["random", "all_correct", "all_wrong", "ties"])
 def test_ece_and_mce_equal_torchmetrics(kind, k, n):
-    # torchmetrics bins [lo, hi) with conf = 1 in a bin of its own, torrvision (lo, hi]: they
-    # agree whenever no confidence lies exactly on an edge, as here.
+    # Off the bin edges torchmetrics' [lo, hi) bins and torrvision's (lo, hi] ones are the same.
     z, y = logits_for(kind, n, k, seed=k * n)
+    p = Predictions(z, y)
+    assert not torch.isin(p.confidence, EDGES).any()
     got = metric_suite(z, y)
-    probs = torch.softmax(z, 1)
-    conf = probs.max(1).values
-    assert not torch.isin(conf, torch.linspace(0, 1, 16)).any()
     for norm, key in (("l1", "ece_15"), ("max", "mce_15")):
-        oracle = MulticlassCalibrationError(num_classes=k, n_bins=15, norm=norm)
-        # torchmetrics accumulates its bins in float32 (even for float64 input): on 3,000 tied
-        # confidences that alone is 1.3e-6 off the exact value, which ours (float64 sums) and the
-        # float64 reference in test_metrics.py hit to 1e-9. Hence the relative term.
-        assert got[key] == pytest.approx(oracle(probs, y).item(), rel=1e-5, abs=1e-6), key
+        assert got[key] == pytest.approx(torchmetrics_exact(p, norm), abs=1e-6), key
+        public = MulticlassCalibrationError(num_classes=k, n_bins=15, norm=norm)
+        assert got[key] == pytest.approx(public(p.probs, y).item(), rel=1e-5, abs=1e-6), key
+
+
+@pytest.mark.parametrize("k, n", SHAPES)
+def test_ece_on_bin_edges(k, n):
+    """Confidences exactly on the float32 edges m/15 and at 1.0. There the two references part:
+    torrvision bins (lo, hi], torchmetrics [lo, hi) with 1.0 in a 16th bin of its own. calibexp's
+    ``ece_15`` keeps torrvision's convention (the published numbers it reproduces use it);
+    ``ece(..., closed="left")`` is torchmetrics' and matches it here to 1e-6."""
+    z, y = logits_for("edges", n, k, seed=n + 7 * k)
+    p = Predictions(z, y)
+    on_edge = torch.isin(p.confidence, EDGES[1:])
+    assert on_edge.float().mean() > 0.5 and (p.confidence == 1).any()
+    got = metric_suite(z, y)["ece_15"]
+    assert abs(got - ece_reference(p.confidence.numpy(), p.correct.double().numpy())) < 1e-6
+    left = ece(p, bins=15, closed="left").item()
+    assert abs(left - torchmetrics_exact(p, "l1")) < 1e-6
+    public = MulticlassCalibrationError(num_classes=k, n_bins=15, norm="l1")(p.probs, y).item()
+    assert left == pytest.approx(public, rel=1e-5, abs=1e-6)
+    assert abs(got - left) > 1e-5  # 10x the tolerance: the data tells the conventions apart
 
 
 def test_perfectly_calibrated_data_has_small_ece():

@@ -1,5 +1,19 @@
 """Figures: each is computed as data first, then drawn."""
 
-from calibexp.plots.reliability import ReliabilityData, plot_reliability, prepare_reliability
+from calibexp.plots.reliability import (
+    ReliabilityData,
+    figure_pixels,
+    figure_png,
+    plot_reliability,
+    plot_reliability_row,
+    prepare_reliability,
+)
 
-__all__ = ["ReliabilityData", "plot_reliability", "prepare_reliability"]
+__all__ = [
+    "ReliabilityData",
+    "figure_pixels",
+    "figure_png",
+    "plot_reliability",
+    "plot_reliability_row",
+    "prepare_reliability",
+]

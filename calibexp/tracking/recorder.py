@@ -1,5 +1,5 @@
-"""What a run records at the end of every epoch: metrics, ``checkpoints/last.pt`` and
-``checkpoints/best.pt``.
+"""What a run records at the end of every epoch: metrics, ``checkpoints/last.pt``,
+``checkpoints/best.pt`` and, on diagram epochs, the val reliability diagram.
 
 Records are written in *flushes*, at most every ``tracking.flush_every_s`` seconds and always
 after the last epoch: one ``log_batch`` for every epoch since the previous flush (each metric at
@@ -9,7 +9,8 @@ epoch; buffering keeps short epochs as cheap as long ones (benchmarks/tracking_o
 
 Exactly-once metrics under any kill: a flush queues ``last.pt`` *before* the metrics, and
 ``last.pt`` carries the metrics of every epoch it covers that were not logged yet
-(``pending_metrics``). A resume logs those it finds missing and skips epochs already logged.
+(``pending_metrics``), and the diagram data of those epochs (``pending_diagrams``). A resume logs
+those it finds missing and skips epochs (and image steps) already logged.
 ``NoRecorder`` is the same loop with tracking off (for benchmarks).
 """
 
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from calibexp.diagrams import log_val_diagram
 from calibexp.tracking.checkpoints import BEST, LAST, save_atomic
 from calibexp.tracking.run import TrackedRun
 
@@ -29,6 +31,7 @@ class EpochRecorder:
         self.flush_every_s = flush_every_s
         self.epochs = epochs
         self.pending: dict[int, dict[str, float]] = {}  # epoch -> metrics, not logged yet
+        self.pending_diagrams: dict[int, dict[str, Any]] = {}  # epoch -> diagram data
         self.best: dict[str, Any] | None = None  # a best epoch's weights, not written yet
         self.last_flush = time.monotonic()
 
@@ -38,8 +41,11 @@ class EpochRecorder:
         metrics: dict[str, float],
         snapshot: Callable[[], dict[str, Any]],
         improved: bool,
+        diagram: dict[str, Any] | None = None,
     ) -> None:
         self.pending[epoch] = metrics
+        if diagram is not None:
+            self.pending_diagrams[epoch] = diagram
         if improved:
             state = snapshot()
             # A copy: the live weights keep changing until the next flush writes this one.
@@ -55,14 +61,17 @@ class EpochRecorder:
 
     def flush(self, state: dict[str, Any]) -> None:
         state["pending_metrics"] = self.pending
+        state["pending_diagrams"] = self.pending_diagrams
         self._save(state, LAST)  # serialised now: the weights change with the next step
         if self.best is not None:
             self._save(self.best, BEST)
             self.best = None
         for epoch, metrics in self.pending.items():
             self.run.log_epoch(metrics, epoch)
+        for epoch, diagram in self.pending_diagrams.items():
+            log_val_diagram(self.run, epoch, self.epochs, diagram)
         self.run.set_tags_later({"calibexp.heartbeat": f"{time.time():.0f}"})
-        self.pending = {}
+        self.pending, self.pending_diagrams = {}, {}
         self.last_flush = time.monotonic()
 
     def _save(self, state: dict[str, Any], artifact: str) -> None:
@@ -78,5 +87,6 @@ class NoRecorder:
         metrics: dict[str, float],
         snapshot: Callable[[], dict[str, Any]],
         improved: bool,
+        diagram: dict[str, Any] | None = None,
     ) -> None:
         return None

@@ -181,14 +181,48 @@ class TrackedRun:
     def log_json(self, obj: Any, artifact_path: str) -> None:
         self.log_text(json.dumps(obj, indent=1), artifact_path)
 
-    def log_figure(self, figure: Any, artifact_path: str) -> None:
-        """Rendered here (matplotlib is not thread-safe), uploaded in the background."""
-        import matplotlib.pyplot as plt
+    def log_figure(self, build: Callable[[], Any], artifact_path: str) -> None:
+        """Queue ``build()`` (a matplotlib ``Figure``) to be drawn and stored as a PNG.
 
+        Drawing happens on the worker thread, so a diagram (~0.15 s on a CPU) overlaps training
+        instead of pausing it. Safe because every calibexp figure is built and drawn there,
+        with the object API (no pyplot): matplotlib only ever runs on that one thread."""
         path = self.stage(artifact_path)
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        self.upload(path, artifact_path)
+        self.worker.submit(self._draw_and_upload, build, path, artifact_path)
+
+    def _draw_and_upload(self, build: Callable[[], Any], path: Path, artifact_path: str) -> None:
+        from calibexp.plots import figure_png
+
+        path.write_bytes(figure_png(build()))
+        self._upload(path, artifact_path)
+
+    def log_image_series(self, build: Callable[[], Any], key: str, step: int) -> None:
+        """Queue ``build()`` to be drawn into the step-indexed image series ``key``
+        (``MlflowClient.log_image(key=, step=)``: the UI shows it as a slider over steps)."""
+        self.worker.submit(self._draw_and_log_image, build, key, step)
+
+    def _draw_and_log_image(self, build: Callable[[], Any], key: str, step: int) -> None:
+        from calibexp.plots import figure_pixels
+
+        try:
+            self.client.log_image(
+                self.run_id, figure_pixels(build()), key=key, step=step, synchronous=True
+            )
+        except (OSError, MlflowException) as err:
+            raise CalibexpError(
+                f"cannot log image {key} step {step}: {_first_line(err)}; "
+                "point the experiment's artifact location at a writable place"
+            ) from None
+
+    def image_steps(self, key: str) -> set[int]:
+        """The steps of the image series ``key`` already in the store."""
+        prefix = key.replace("/", "~") + "+step+"
+        steps = set()
+        for entry in self.client.list_artifacts(self.run_id, "images"):
+            name = Path(entry.path).name
+            if name.startswith(prefix) and name.endswith(".png"):
+                steps.add(int(name[len(prefix) :].split("+")[0]))
+        return steps
 
     # ------------------------------------------------------------------ closing
 

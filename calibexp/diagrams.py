@@ -1,0 +1,73 @@
+"""Which reliability diagrams a run logs, and where.
+
+- Every diagram epoch (``eval.diagram_every``): the val diagram as one step of the image series
+  ``reliability/val`` (step = epoch) and its data as ``tables/reliability_val/epoch_NNNN.json``.
+- At the end of training: ``plots/reliability_val_evolution.png``, the val diagrams of chosen
+  epochs in a row (``eval.evolution_epochs``, or up to 5 spread evenly), drawn from the logged
+  tables, so a resumed run draws it the same way as an uninterrupted one.
+- At evaluation (``calibexp.evaluation``): test before and after each calibrator, alone and
+  side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from calibexp.plots import ReliabilityData, plot_reliability, plot_reliability_row
+
+VAL_SERIES = "reliability/val"
+VAL_TABLES = "tables/reliability_val"
+EVOLUTION = "plots/reliability_val_evolution.png"
+EVOLUTION_PANELS = 5
+
+
+def epoch_title(epoch: int, epochs: int) -> str:
+    return f"val after epoch {epoch + 1}/{epochs} (step {epoch})"
+
+
+def log_val_diagram(run: Any, epoch: int, epochs: int, data: dict[str, Any]) -> None:
+    run.log_json(data, f"{VAL_TABLES}/epoch_{epoch:04d}.json")
+    run.log_image_series(
+        partial(plot_reliability, ReliabilityData.from_dict(data), epoch_title(epoch, epochs)),
+        VAL_SERIES,
+        epoch,
+    )
+
+
+def evolution_epochs(chosen: list[int], logged: list[int]) -> list[int]:
+    """``chosen`` if given, else up to ``EVOLUTION_PANELS`` of the ``logged`` diagram epochs,
+    evenly spread and always with the first and the last."""
+    if chosen:
+        return sorted(chosen)
+    if len(logged) <= EVOLUTION_PANELS:
+        return logged
+    last = len(logged) - 1
+    picks = {round(i * last / (EVOLUTION_PANELS - 1)) for i in range(EVOLUTION_PANELS)}
+    return [logged[i] for i in sorted(picks)]
+
+
+def log_evolution(run: Any, chosen: list[int], epochs: int) -> None:
+    """Draw the evolution figure from the val tables already in the store."""
+    run.flush()  # the tables of the last epochs must be there first
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            folder = Path(run.client.download_artifacts(run.run_id, VAL_TABLES, tmp))
+        except Exception:  # noqa: BLE001 - no diagram epochs: no folder, nothing to draw
+            return
+        tables = {int(p.stem.split("_")[1]): p for p in folder.glob("epoch_*.json")}
+        picked = [e for e in evolution_epochs(chosen, sorted(tables)) if e in tables]
+        panels = [
+            (
+                ReliabilityData.from_dict(json.loads(tables[e].read_text())),
+                epoch_title(e, epochs),
+            )
+            for e in picked
+        ]
+    if panels:
+        run.log_figure(
+            partial(plot_reliability_row, panels, "val reliability over training"), EVOLUTION
+        )
