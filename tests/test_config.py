@@ -175,6 +175,17 @@ def test_wrong_type_names_key_value_and_expected_type(override, message):
         ("device=tpu", "config key 'device': got 'tpu'"),
         ("schedule.milestones=[5,3]", "expected strictly increasing epochs >= 1"),
         ("optim.momentum=-0.5", "config key 'optim.momentum': got -0.5, expected >= 0"),
+        ("eval.val_every=0", "config key 'eval.val_every': got 0, expected an integer >= 1"),
+        ("eval.diagram_every=-1", "'eval.diagram_every': got -1, expected an integer >= 0"),
+        (
+            "eval.evolution_epochs=[25]",
+            "'eval.evolution_epochs': got [25], expected epochs that draw a val diagram ([0, 1, 2",
+        ),
+        (
+            "eval.calibrators=[temprature]",
+            "eval.calibrators: unknown calibrator 'temprature' (did you mean 'temperature'?)",
+        ),
+        ("eval.calibrators=[]", "expected a non-empty list of distinct calibrator names"),
     ],
 )
 def test_out_of_range_values_fail_at_config_time(override, fragment):
@@ -230,6 +241,8 @@ def test_run_key_ignores_how_a_run_is_carried_out():
                     "train.progress=false",
                     "tracking.run_name=other",
                     "eval.batch_size=7",
+                    "eval.diagram_every=3",
+                    "eval.evolution_epochs=[0,3]",
                 ],
             )
         )
@@ -237,3 +250,12 @@ def test_run_key_ignores_how_a_run_is_carried_out():
     )
     assert run_key(load_config(DEMO, ["optim.lr=0.07"])) != base
     assert run_key(load_config(DEMO, ["seed=1"])) != base
+
+
+def test_which_epochs_evaluate_and_draw():
+    cfg = load_config(DEMO, ["train.epochs=10", "eval.val_every=3", "eval.diagram_every=2"])
+    assert cfg.eval.val_epochs(10) == [2, 5, 8, 9]  # every third epoch, and always the last
+    assert cfg.eval.diagram_epochs(10) == [2, 8, 9]  # every second of those, and the last
+    every = load_config(DEMO, ["train.epochs=5"]).eval
+    assert every.val_epochs(5) == every.diagram_epochs(5) == [0, 1, 2, 3, 4]
+    assert load_config(DEMO, ["eval.diagram_every=0"]).eval.diagram_epochs(20) == []

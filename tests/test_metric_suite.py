@@ -20,8 +20,8 @@ EDGES = torch.linspace(0, 1, 16)  # float32, as torrvision and torchmetrics make
 
 
 def row_on_edge(edge: float, k: int) -> torch.Tensor | None:
-    """Float32 logits [d, s, 0, ..., 0] whose top softmax probability is exactly ``edge`` in
-    float32 (searched over ulps of d), or None."""
+    """Float32 logits [d, s, 0, ..., 0] whose top-label confidence, as calibexp computes it, is
+    exactly ``edge`` in float32 (searched over ulps of d), or None."""
     target = torch.tensor(edge, dtype=torch.float32)
     for s in np.linspace(-3, 3, 61, dtype=np.float32):
         rest = math.exp(float(s)) + (k - 2)
@@ -29,7 +29,7 @@ def row_on_edge(edge: float, k: int) -> torch.Tensor | None:
         candidates = d + torch.arange(-200, 201) * torch.finfo(torch.float32).eps * d.abs()
         z = torch.zeros(len(candidates), k)
         z[:, 0], z[:, 1] = candidates, float(s)
-        hit = (torch.log_softmax(z, 1).exp()[:, 0] == target) & (z.argmax(1) == 0)
+        hit = (Predictions(z, z.argmax(1)).confidence == target) & (z.argmax(1) == 0)
         if hit.any():
             return z[hit.nonzero()[0, 0]]
     return None

@@ -10,7 +10,8 @@ import pytest
 import torch
 from sklearn.metrics import log_loss
 
-from calibexp.metrics import METRICS, Predictions, fit_temperature, metric_suite
+from calibexp.errors import CalibexpError
+from calibexp.metrics import CALIBRATORS, METRICS, Predictions, fit_temperature, metric_suite
 
 
 def ece_reference(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
@@ -78,3 +79,45 @@ def test_temperature_is_finite_and_positive_on_degenerate_val_sets(correct):
     y = z.argmax(1) if correct else (z.argmax(1) + 1) % 10
     t = fit_temperature(z, y)
     assert math.isfinite(t) and t > 0
+
+
+def torrvision_grid_search(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """torrvision's ``set_temperature(cross_validate="ece")``, written out: T from 0.1 in steps
+    of 0.1 for 100 values, kept when val ECE strictly improves."""
+    best_t, best_ece = None, math.inf
+    for i in range(1, 101):
+        t = i / 10
+        probs = torch.softmax(logits / t, 1).double().numpy()
+        err = ece_reference(probs, targets.numpy())
+        if err < best_ece - 1e-12:  # strict, as torrvision's `if ece_val > after_temperature_ece`
+            best_t, best_ece = t, err
+    return best_t
+
+
+@pytest.mark.parametrize("scale", [0.4, 1.0, 2.5])
+def test_temperature_grid_ece_is_torrvisions_protocol(scale):
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(5000, 10, generator=gen) * 2
+    y = torch.multinomial(torch.softmax(z, 1), 1, generator=gen).squeeze(1)
+    got = CALIBRATORS.build("temperature_grid_ece", z * scale, y, bins=15)
+    assert got == torrvision_grid_search(z * scale, y)
+    assert got == pytest.approx(scale, abs=0.15)  # the calibrated temperature, on a 0.1 grid
+    assert CALIBRATORS.info("temperature_grid_ece")["split"] == "ts_grid"
+    assert CALIBRATORS.info("temperature")["split"] == "ts"
+
+
+def test_temperature_grid_ece_on_degenerate_val_sets():
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(200, 10, generator=gen)
+    # 100% correct: ECE = 1 − mean confidence, lowest at the sharpest T; 0% correct: ECE = mean
+    # confidence, lowest at the flattest T.
+    assert CALIBRATORS.build("temperature_grid_ece", z, z.argmax(1)) == 0.1
+    assert CALIBRATORS.build("temperature_grid_ece", z, (z.argmax(1) + 1) % 10) == 10.0
+
+
+def test_calibrators_refuse_non_finite_logits():
+    z = torch.zeros(4, 3)
+    z[1, 2] = float("nan")
+    for name in CALIBRATORS.names():
+        with pytest.raises(CalibexpError, match="NaN or inf"):
+            CALIBRATORS.build(name, z, torch.zeros(4, dtype=torch.long))

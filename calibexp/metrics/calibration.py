@@ -40,12 +40,15 @@ def ece(p: Predictions, *, bins: int = 15, closed: str = "right") -> torch.Tenso
 def _bin_gaps(
     p: Predictions, bins: int, closed: str = "right"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per equal-width bin: Σ_{i∈B_m}(acc_i − conf_i) and |B_m|. Summed in float64: 10^6
-    float32 additions lose the 1e-6 agreement these metrics are tested to."""
-    idx = equal_width_bins(p.confidence, bins, closed)
-    gap = torch.bincount(idx, weights=(p.correct - p.confidence).double(), minlength=bins)
-    count = torch.bincount(idx, minlength=bins).double()
-    return gap, count
+    """Per equal-width bin: Σ_{i∈B_m}(acc_i − conf_i) and |B_m|, computed once per suite. Summed
+    in float64: 10^6 float32 additions lose the 1e-6 agreement these metrics are tested to."""
+
+    def compute() -> tuple[torch.Tensor, torch.Tensor]:
+        idx = equal_width_bins(p.confidence, bins, closed)
+        gap = torch.bincount(idx, weights=(p.correct - p.confidence).double(), minlength=bins)
+        return gap, torch.bincount(idx, minlength=bins).double()
+
+    return p.memo(("equal_width_gaps", bins, closed), compute)
 
 
 @METRICS.register("mce")
@@ -80,7 +83,7 @@ def adaptive_ece(p: Predictions, *, bins: int = 15) -> torch.Tensor:
     """
     conf = p.confidence.double()
     n = len(conf)
-    ordered = conf.sort().values
+    ordered = conf[p.order]
     position = torch.linspace(0, n, bins + 1, dtype=torch.float64, device=conf.device).clamp(
         max=n - 1
     )
@@ -102,13 +105,23 @@ def classwise_ece(p: Predictions, *, bins: int = 15) -> torch.Tensor:
     probs = p.probs
     n, k = probs.shape
     dump = k * bins  # cell of p_ik = 0: in no bin, as torrvision's (lo, hi] has it
-    cell = equal_width_bins(probs, bins) + bins * torch.arange(k, device=probs.device)[None, :]
-    cell = torch.where(probs > 0, cell, dump)
+    offset = bins * torch.arange(k, device=probs.device)
     # Σ_{i∈B_mk} 1[y_i = k] counts the samples whose own-class probability p_{i,y_i} fell in cell
-    # (m, k): a bincount over N cells, not an N×K one-hot (3x faster at N = 10^6, K = 10).
-    hits = torch.bincount(cell[torch.arange(n, device=probs.device), p.targets], minlength=dump + 1)
-    mass = torch.bincount(cell.flatten(), weights=probs.flatten().double(), minlength=dump + 1)
-    gap = (hits.double() - mass)[:dump]
+    # (m, k): N cells to bin, not an N×K one-hot.
+    p_y = probs.gather(1, p.targets[:, None]).squeeze(1)
+    own = torch.where(p_y > 0, equal_width_bins(p_y, bins) + offset[p.targets], dump)
+    hits = torch.bincount(own, minlength=dump + 1)[:dump].double()
+    # Σ_{i∈B_mk} p_ik: at most M−1 probabilities of a row exceed 1/M, so only those are binned;
+    # bin 0 of class k gets the rest of its column sum. Binning all N·K (10^7 at N = 10^5,
+    # K = 100) costs 3-5x more.
+    first_edge = torch.linspace(0, 1, bins + 1, dtype=probs.dtype, device=probs.device)[1]
+    rows, cols = (probs > first_edge).nonzero(as_tuple=True)
+    upper = probs[rows, cols]
+    mass = torch.bincount(
+        equal_width_bins(upper, bins) + offset[cols], weights=upper.double(), minlength=dump
+    )
+    mass[offset] += probs.sum(dim=0).double() - mass.view(k, bins).sum(dim=1)
+    gap = hits - mass
     return (gap.abs().sum() / (n * k)).float()
 
 

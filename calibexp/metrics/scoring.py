@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from calibexp.metrics.predictions import Predictions
 from calibexp.metrics.registry import METRICS
@@ -18,12 +17,13 @@ def accuracy(p: Predictions) -> torch.Tensor:
 @METRICS.register("nll")
 def nll(p: Predictions) -> torch.Tensor:
     """Negative log-likelihood: -(1/N) Σ_i log softmax(z_i)_{y_i} (natural log)."""
-    return F.nll_loss(p.log_probs, p.targets)
+    return -p.target_log_prob.mean()
 
 
 @METRICS.register("brier")
 def brier(p: Predictions) -> torch.Tensor:
     """Brier score: (1/N) Σ_i Σ_k (p_ik − 1[k = y_i])², in [0, 2] (sum over classes, mean over
     samples, as torrvision, meta-calibration and SA-FCL report it; Brier 1950)."""
-    sq = p.probs.pow(2).sum(dim=1) - 2 * p.probs.gather(1, p.targets[:, None]).squeeze(1) + 1
-    return sq.mean()
+    # Σ_k (p_k − 1[k=y])² = ‖p‖² − 2 p_y + 1: no one-hot; the norm is one fused pass.
+    p_y = p.probs.gather(1, p.targets[:, None]).squeeze(1)
+    return (torch.linalg.vector_norm(p.probs, dim=1).square() - 2 * p_y + 1).mean()
