@@ -4,8 +4,11 @@ yields one FINISHED run holding everything the run contract promises, readable t
 
 from __future__ import annotations
 
+import json
 import shutil
+import struct
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,14 +17,17 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from calibexp.config import config_from_dict, flatten, load_config, run_key
-from calibexp.metrics import fit_temperature, metric_suite
+from calibexp.metrics import CALIBRATORS, fit_temperature, metric_suite
+from calibexp.metrics.suite import BINNED, DEFAULT_SUITE
+from calibexp.plots import prepare_reliability
+from calibexp.plots.reliability import DPI, PANEL_SIZE
 from tests.conftest import ROOT, mlflow_run, run_id_from
 
 pytestmark = pytest.mark.slow
 DEMO = load_config(ROOT / "configs/demo.yaml")
 EPOCHS = DEMO.train.epochs
-PER_EPOCH = ["train/loss", "train/acc", "val/acc", "val/nll", "val/ece_15", "val/brier", "lr"]
-SUITE = ["acc", "nll", "ece_15", "brier"]
+SUITE = [f"{name}_15" if name in BINNED else name for name in DEFAULT_SUITE]
+PER_EPOCH = ["train/loss", "train/acc", "lr"] + [f"val/{name}" for name in SUITE]
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +109,7 @@ def test_checkpoints_load_with_weights_only(demo):
     assert best["metrics"]["val/nll"] == pytest.approx(val_nll[best_epoch])
 
 
-def test_test_metrics_before_and_after_temperature_scaling(demo):
+def test_test_metrics_before_and_after_each_calibrator(demo):
     _, run, files, _ = demo
     metrics = run.data.metrics
     val = np.load(files / "logits/val.npz")
@@ -111,21 +117,72 @@ def test_test_metrics_before_and_after_temperature_scaling(demo):
     assert val["logits"].shape == (450, 10) and test["logits"].shape == (450, 10)
     assert val["logits"].dtype == np.float32
     logits, targets = torch.from_numpy(test["logits"]), torch.from_numpy(test["targets"])
-    temperature = fit_temperature(torch.from_numpy(val["logits"]), torch.from_numpy(val["targets"]))
+    val_logits, val_targets = torch.from_numpy(val["logits"]), torch.from_numpy(val["targets"])
+    temperature = fit_temperature(val_logits, val_targets)
+    grid_temperature = CALIBRATORS.build("temperature_grid_ece", val_logits, val_targets)
     assert metrics["ts/temperature"] == pytest.approx(temperature, rel=1e-6)
+    assert metrics["ts_grid/temperature"] == grid_temperature
     before = metric_suite(logits, targets)
-    after = metric_suite(logits / temperature, targets)
+    for split, t in (("test", 1.0), ("test_ts", temperature), ("test_ts_grid", grid_temperature)):
+        expected = metric_suite(logits / t, targets) if t != 1.0 else before
+        for name in SUITE:
+            got = metrics[f"{split}/{name}"]
+            assert got == pytest.approx(expected[name], rel=1e-5, abs=1e-7), (split, name)
+    # temperature scaling never changes the arg-max
+    assert metrics["test_ts/acc"] == metrics["test_ts_grid/acc"] == metrics["test/acc"]
+
+
+def test_val_suite_of_the_last_epoch_recomputes_from_the_logged_logits(demo):
+    client, run, files, _ = demo
+    val = np.load(files / "logits/val.npz")
+    expected = metric_suite(torch.from_numpy(val["logits"]), torch.from_numpy(val["targets"]))
     for name in SUITE:
-        assert metrics[f"test/{name}"] == pytest.approx(before[name], rel=1e-5, abs=1e-7), name
-        assert metrics[f"test_ts/{name}"] == pytest.approx(after[name], rel=1e-5, abs=1e-7), name
-    # temperature scaling minimises val NLL, and never changes the arg-max
-    assert metrics["test_ts/acc"] == metrics["test/acc"]
+        history = client.get_metric_history(run.info.run_id, f"val/{name}")
+        last = next(m.value for m in history if m.step == EPOCHS - 1)
+        assert last == pytest.approx(expected[name], rel=1e-5, abs=1e-7), name
 
 
-def test_reliability_diagrams(demo):
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    return struct.unpack(">II", data[16:24])  # IHDR width, height
+
+
+def test_reliability_diagrams_at_the_end(demo):
     _, _, files, _ = demo
-    for split in ("test", "test_ts"):
-        png = files / f"plots/reliability_{split}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-        table = yaml.safe_load((files / f"tables/reliability_{split}.json").read_text())
+    panel = round(PANEL_SIZE[0] * DPI)
+    for split in ("test", "test_ts", "test_ts_grid"):
+        assert png_size(files / f"plots/reliability_{split}.png")[0] == panel
+        table = json.loads((files / f"tables/reliability_{split}.json").read_text())
         assert sum(table["counts"]) == 450 and len(table["edges"]) == 16
+        assert len(table["smooth"]["mesh"]) == 200
+    # before | after temperature | after the ECE grid, side by side
+    assert png_size(files / "plots/reliability_test_before_after.png")[0] == 3 * panel
+    # the evolution: 5 epochs of the 20, first and last among them
+    assert png_size(files / "plots/reliability_val_evolution.png")[0] == 5 * panel
+
+
+def test_val_diagram_per_epoch_as_an_image_series(demo):
+    client, run, files, _ = demo
+    names = [Path(a.path).name for a in client.list_artifacts(run.info.run_id, "images")]
+    pngs = [n for n in names if n.endswith(".png")]
+    steps = sorted(int(n.split("+step+")[1].split("+")[0]) for n in pngs)
+    assert steps == list(range(EPOCHS))  # one image per epoch, each once
+    assert all(n.startswith("reliability~val+step+") for n in pngs)
+    assert len([n for n in names if n.endswith(".webp")]) == EPOCHS  # the UI's thumbnails
+    assert run.data.tags["mlflow.loggedImages"] == "True"
+    assert png_size(files / "images" / pngs[0]) == (
+        round(PANEL_SIZE[0] * DPI),
+        round(PANEL_SIZE[1] * DPI),
+    )
+    tables = sorted(p.name for p in (files / "tables/reliability_val").iterdir())
+    assert tables == [f"epoch_{e:04d}.json" for e in range(EPOCHS)]
+    # the last epoch's table is the diagram of the logged final val logits
+    val = np.load(files / "logits/val.npz")
+    expected = prepare_reliability(
+        torch.from_numpy(val["logits"]), torch.from_numpy(val["targets"])
+    )
+    last = json.loads((files / f"tables/reliability_val/epoch_{EPOCHS - 1:04d}.json").read_text())
+    assert last["counts"] == expected.counts
+    assert last["ece"] == pytest.approx(expected.ece, abs=1e-9)
+    assert last["smece"] == pytest.approx(expected.smece, abs=1e-9)

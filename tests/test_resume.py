@@ -3,9 +3,12 @@ metrics exactly once, and with the same weights and metrics as an uninterrupted 
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -58,6 +61,17 @@ def histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, fl
         key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
         for key in PER_EPOCH
     }
+
+
+def image_steps(client: MlflowClient, run_id: str) -> list[int]:
+    names = [Path(a.path).name for a in client.list_artifacts(run_id, "images")]
+    return sorted(int(n.split("+step+")[1].split("+")[0]) for n in names if n.endswith(".png"))
+
+
+def val_tables(client: MlflowClient, run_id: str) -> dict[str, dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(client.download_artifacts(run_id, "tables/reliability_val", tmp))
+        return {p.name: json.loads(p.read_text()) for p in sorted(folder.iterdir())}
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +132,13 @@ def test_kill_then_resume_matches_an_uninterrupted_run(tracking_store, reference
     weights = load_checkpoint(client, run_id)["model"]
     for name, tensor in ref_weights.items():
         assert torch.equal(weights[name], tensor), name
+    # the val diagram of every epoch exactly once, with the uninterrupted run's data
+    assert image_steps(client, run_id) == list(range(EPOCHS))
+    assert val_tables(client, run_id) == val_tables(ref_client, ref_id)
+    names = [a.path for a in client.list_artifacts(run_id, "plots")]
+    assert "plots/reliability_val_evolution.png" in names
     ref_final = ref_client.get_run(ref_id).data.metrics
-    for key in ("test/acc", "test/nll", "test_ts/nll", "ts/temperature"):
+    for key in ("test/acc", "test/nll", "test_ts/nll", "ts/temperature", "ts_grid/temperature"):
         assert resumed.data.metrics[key] == ref_final[key], key
     if how == "mlflow run":  # the launcher run mlflow made points at the resumed one
         experiments = [e.experiment_id for e in client.search_experiments()]
