@@ -131,8 +131,8 @@ def case_line(n: int, k: int, suite: float, baseline: float) -> str:
         else f"target: ratio <= {RATIO_TARGET}"
     )
     return (
-        f"N={n} K={k}  suite median {suite:.2f} s  (torchmetrics ECE + relplot smECE: "
-        f"{baseline:.2f} s)  ratio {ratio:.2f}   {target}"
+        f"N={n} K={k}  suite median {suite:.3f} s  (torchmetrics ECE + relplot smECE: "
+        f"{baseline:.3f} s)  ratio {ratio:.2f}   {target}"
     )
 
 

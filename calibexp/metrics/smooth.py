@@ -84,24 +84,25 @@ def _reflected_spectrum(grid: torch.Tensor) -> torch.Tensor:
     return torch.fft.rfft(extended, _fft_size(len(grid)))
 
 
-def _reflected_smooth(spectrum: torch.Tensor, points: int, sigma: float) -> torch.Tensor:
-    """The G-point grid behind ``spectrum`` convolved with a Gaussian of std σ, reflected at
-    both ends: relplot's ``np.convolve(ext_vals, kernel, "valid")``, cropped to G points, by FFT.
-    The direct form is O(G²), which at small σ (G = 20/σ, up to 20,000 points) takes seconds;
-    the FFT is O(G log G) and agrees to float64 rounding."""
-    t = torch.linspace(0, 1, points, dtype=torch.float64, device=spectrum.device)
+def _reflected_smooth(spectra: torch.Tensor, points: int, sigma: float) -> torch.Tensor:
+    """The G-point grids behind ``spectra`` (one per row) convolved with a Gaussian of std σ,
+    reflected at both ends: relplot's ``np.convolve(ext_vals, kernel, "valid")``, cropped to G
+    points, by FFT. The direct form is O(G²), which at small σ (G = 20/σ, up to 20,000 points)
+    takes seconds; the FFT is O(G log G) and agrees to float64 rounding."""
+    t = torch.linspace(0, 1, points, dtype=torch.float64, device=spectra.device)
     kernel = torch.exp(-((t - 0.5) ** 2) / (2 * sigma**2)) / (math.sqrt(2 * math.pi) * sigma)
     size = _fft_size(points)
-    full = torch.fft.irfft(spectrum * torch.fft.rfft(kernel, size), size)
-    valid = full[points - 1 : 3 * points - 2]  # np.convolve's "valid" part
-    return valid[points // 2 : points // 2 + points]
+    full = torch.fft.irfft(spectra * torch.fft.rfft(kernel, size), size)
+    valid = full[..., points - 1 : 3 * points - 2]  # np.convolve's "valid" part
+    return valid[..., points // 2 : points // 2 + points]
 
 
 def _interpolate(t: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    n = len(grid)
+    """Linear interpolation of the grid(s) on the last axis at points t ∈ [0, 1]."""
+    n = grid.shape[-1]
     index = (t * (n - 1)).long().clamp(0, n - 2)
     residual = (t - index / (n - 1)) * (n - 1)
-    return grid[index] * (1 - residual) + grid[index + 1] * residual
+    return grid[..., index] * (1 - residual) + grid[..., index + 1] * residual
 
 
 class _Grids:
@@ -121,10 +122,12 @@ class _Grids:
             self.cache[points, which] = _reflected_spectrum(grid)
         return self.cache[points, which]
 
-    def smoothed(self, which: str, sigma: float, mesh: torch.Tensor) -> torch.Tensor:
-        """K_σ * values, on ``mesh``."""
+    def smoothed(self, which: tuple[str, ...], sigma: float, mesh: torch.Tensor) -> torch.Tensor:
+        """K_σ * values for each of ``which`` (one row each), on ``mesh``: one kernel FFT and
+        one inverse FFT for all of them."""
         points = max(2000, round(20 / sigma)) // 2 + 1
-        return _interpolate(mesh, _reflected_smooth(self(points, which), points, sigma))
+        spectra = torch.stack([self(points, w) for w in which])
+        return _interpolate(mesh, _reflected_smooth(spectra, points, sigma))
 
 
 def evaluation_mesh(sigma: float, like: torch.Tensor) -> torch.Tensor:
@@ -135,8 +138,8 @@ def evaluation_mesh(sigma: float, like: torch.Tensor) -> torch.Tensor:
 def smece_sigma(grids: _Grids, sigma: float) -> torch.Tensor:
     """smECE at a fixed bandwidth σ (relplot's ``smECE_sigma``)."""
     mesh = evaluation_mesh(sigma, grids.f)
-    residual = grids.smoothed("residual", sigma, mesh)
-    density = grids.smoothed("mass", sigma, mesh) + DENSITY_EPS
+    residual, mass = grids.smoothed(("residual", "mass"), sigma, mesh)
+    density = mass + DENSITY_EPS
     return ((residual / density).abs() * density).sum() / density.sum()
 
 
@@ -178,10 +181,10 @@ def smooth_reliability(f: torch.Tensor, y: torch.Tensor, points: int = 200) -> d
     grids = _Grids(*_sorted(f, y))
     sigma = _fixed_point(grids)
     mesh = torch.linspace(0, 1, points, dtype=f.dtype, device=f.device)
-    mass = grids.smoothed("mass", sigma, mesh)
+    outcome, mass = grids.smoothed(("y", "mass"), sigma, mesh)
     return {
         "mesh": mesh.tolist(),
-        "accuracy": (grids.smoothed("y", sigma, mesh) / (mass + DENSITY_EPS)).tolist(),
+        "accuracy": (outcome / (mass + DENSITY_EPS)).tolist(),
         "density": (mass / len(f)).tolist(),
         "sigma": sigma,
         "smece": smece_sigma(grids, sigma).item(),
