@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import relplot
 import torch
+from sklearn.metrics import log_loss
 from torchmetrics.classification import MulticlassCalibrationError
 from torchmetrics.functional.classification.calibration_error import _ce_compute
 
@@ -137,6 +138,12 @@ def test_suite_against_independent_implementations(kind, k, n):
     assert got["mce_15"] == pytest.approx(mce_reference(conf32, acc), abs=1e-6)
     assert got["ece_over_15"] + got["ece_under_15"] == pytest.approx(got["ece_15"], abs=1e-6)
     assert got["conf"] == pytest.approx(conf.mean(), abs=1e-6)
+    exact = torch.log_softmax(z.double(), 1).exp().numpy()
+    if exact.min() > 1e-15:  # log_loss clips probabilities at float64's eps
+        reference = log_loss(y.numpy(), exact, labels=list(range(k)))
+    else:  # saturated rows: the exact float64 log-softmax instead
+        reference = -torch.log_softmax(z.double(), 1)[torch.arange(n), y].mean().item()
+    assert got["nll"] == pytest.approx(reference, rel=1e-6, abs=1e-6)
     if kind == "all_correct":
         assert got["ece_over_15"] == 0.0  # accuracy 1 in every bin: only under-confidence
     if kind == "all_wrong":

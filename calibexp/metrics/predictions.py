@@ -36,7 +36,7 @@ def argsort(values: torch.Tensor) -> torch.Tensor:
     """Indices that sort ``values`` ascending. On a CPU numpy's vectorised sort is 4x faster
     than torch.sort (19 ms against 75 ms for 10^6 floats)."""
     if values.device.type == "cpu":
-        return torch.from_numpy(np.argsort(values.numpy()))
+        return torch.from_numpy(np.argsort(values.detach().numpy()))
     return torch.argsort(values)
 
 
