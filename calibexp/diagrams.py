@@ -51,13 +51,12 @@ def evolution_epochs(chosen: list[int], logged: list[int]) -> list[int]:
 
 
 def log_evolution(run: Any, chosen: list[int], epochs: int) -> None:
-    """Draw the evolution figure from the val tables already in the store."""
+    """Draw the evolution figure from the val tables already in the store (none: no figure)."""
     run.flush()  # the tables of the last epochs must be there first
+    if not run.client.list_artifacts(run.run_id, VAL_TABLES):
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            folder = Path(run.client.download_artifacts(run.run_id, VAL_TABLES, tmp))
-        except Exception:  # noqa: BLE001 - no diagram epochs: no folder, nothing to draw
-            return
+        folder = Path(run.client.download_artifacts(run.run_id, VAL_TABLES, tmp))
         tables = {int(p.stem.split("_")[1]): p for p in folder.glob("epoch_*.json")}
         picked = [e for e in evolution_epochs(chosen, sorted(tables)) if e in tables]
         panels = [

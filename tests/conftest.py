@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,9 @@ def run_id_from(output: str) -> str:
     match = re.search(r"calibexp: MLflow run ([0-9a-f]{32})", output)
     assert match, output[-3000:]
     return match.group(1)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    return struct.unpack(">II", data[16:24])  # IHDR width, height

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import struct
 import subprocess
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from calibexp.metrics import CALIBRATORS, fit_temperature, metric_suite
 from calibexp.metrics.suite import BINNED, DEFAULT_SUITE
 from calibexp.plots import prepare_reliability
 from calibexp.plots.reliability import DPI, PANEL_SIZE
-from tests.conftest import ROOT, mlflow_run, run_id_from
+from tests.conftest import ROOT, mlflow_run, png_size, run_id_from
 
 pytestmark = pytest.mark.slow
 DEMO = load_config(ROOT / "configs/demo.yaml")
@@ -140,12 +139,6 @@ def test_val_suite_of_the_last_epoch_recomputes_from_the_logged_logits(demo):
         history = client.get_metric_history(run.info.run_id, f"val/{name}")
         last = next(m.value for m in history if m.step == EPOCHS - 1)
         assert last == pytest.approx(expected[name], rel=1e-5, abs=1e-7), name
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
-    return struct.unpack(">II", data[16:24])  # IHDR width, height
 
 
 def test_reliability_diagrams_at_the_end(demo):
