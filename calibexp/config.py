@@ -172,6 +172,8 @@ COMPONENTS = ("data", "model", "loss", "optim", "schedule")
 # Keys that change how a run is carried out or recorded but not what it computes; they are left
 # out of the run key so the same experiment on a GPU or with another run name is the same run.
 NON_SEMANTIC = (
+    "data.root",  # where this machine keeps the files, not which data
+    "data.download",
     "device",
     "train.progress",
     "eval.batch_size",

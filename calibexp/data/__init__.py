@@ -1,8 +1,9 @@
 """Datasets: registration happens at import, one module per dataset family."""
 
-from calibexp.data import digits  # noqa: F401  (registers "digits")
+from calibexp.data import cifar, digits, tiny_imagenet  # noqa: F401  (register the datasets)
 from calibexp.data.bundle import DataBundle, Split
 from calibexp.data.loader import DeviceLoader
 from calibexp.data.registry import DATASETS
+from calibexp.data.shifted import SHIFTED
 
-__all__ = ["DATASETS", "DataBundle", "DeviceLoader", "Split"]
+__all__ = ["DATASETS", "SHIFTED", "DataBundle", "DeviceLoader", "Split"]

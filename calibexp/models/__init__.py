@@ -1,6 +1,6 @@
 """Backbones: registration happens at import, one module per family."""
 
-from calibexp.models import small_cnn  # noqa: F401  (registers "small_cnn")
+from calibexp.models import cifar_resnet, library_nets, small_cnn, wide_resnet  # noqa: F401
 from calibexp.models.registry import BACKBONES
 
 __all__ = ["BACKBONES"]

@@ -1,0 +1,109 @@
+"""CIFAR-10 and CIFAR-100 (Krizhevsky 2009) from the python pickle batches.
+
+Train / val from a seeded permutation of the 50,000 training images (45,000 / 5,000, as
+torrvision's ``valid_size=0.1, random_seed=1``); the 10,000 test images are the test split.
+One normalisation per dataset for every split: torrvision normalised CIFAR-100 *test* images with
+ImageNet statistics but train/val with CIFAR ones (calibration.md §6.2), which is not repeated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from calibexp.data.augment import crop_and_flip
+from calibexp.data.bundle import DataBundle, Split, digest_indices, seeded_split
+from calibexp.data.files import missing, read_cifar_batches
+from calibexp.data.registry import DATASETS
+from calibexp.errors import CalibexpError
+
+# torrvision's CIFAR-10 statistics (its std is the per-image one most CIFAR code copies), and
+# CIFAR-100's own per-pixel training statistics.
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+
+LAYOUTS = {
+    "cifar10": (
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        ["test_batch"],
+        "labels",
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    ),
+    "cifar100": (
+        "cifar-100-python",
+        ["train"],
+        ["test"],
+        "fine_labels",
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+    ),
+}
+
+
+def _download(name: str, root: Path) -> None:
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    try:
+        cls(str(root), train=True, download=True)
+    except Exception as err:  # noqa: BLE001 - no network, a proxy, a full disk: one line
+        raise CalibexpError(
+            f"{name}: download into {root} failed ({err}); fetch it by hand"
+        ) from None
+
+
+def load_cifar(name: str, root: str, download: bool, val_size: int, split_seed: int) -> DataBundle:
+    folder_name, train_files, test_files, label_key, source = LAYOUTS[name]
+    folder = Path(root).expanduser() / folder_name
+    layout = f"{folder_name}/{{{','.join(train_files + test_files)}}}"
+    if download and not all((folder / f).exists() for f in train_files + test_files):
+        _download(name, Path(root).expanduser())
+    for f in train_files + test_files:
+        if not (folder / f).exists():
+            missing(name, folder / f, layout, source, download=True)
+    train_images, train_labels = read_cifar_batches(name, folder, train_files, label_key)
+    test_images, test_labels = read_cifar_batches(name, folder, test_files, label_key)
+    n = len(train_labels)
+    if not 1 <= val_size < n:
+        raise CalibexpError(f"{name}: data.val_size={val_size} must be in [1, {n - 1}]")
+    train_idx, val_idx = seeded_split(n, [n - val_size, val_size], split_seed)
+    num_classes = 10 if name == "cifar10" else 100
+    for labels, where in ((train_labels, "train"), (test_labels, "test")):
+        if labels.min() < 0 or labels.max() >= num_classes:
+            raise CalibexpError(f"{name}: {where} labels outside 0..{num_classes - 1} in {folder}")
+    mean, std = (CIFAR10_MEAN, CIFAR10_STD) if name == "cifar10" else (CIFAR100_MEAN, CIFAR100_STD)
+
+    def split(images: np.ndarray, labels: np.ndarray, idx: np.ndarray | None = None) -> Split:
+        if idx is not None:
+            images, labels = images[idx], labels[idx]
+        return Split(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels))
+
+    return DataBundle(
+        name=name,
+        train=split(train_images, train_labels, train_idx),
+        val=split(train_images, train_labels, val_idx),
+        test=split(test_images, test_labels),
+        num_classes=num_classes,
+        mean=mean,
+        std=std,
+        split_digest=digest_indices(train_idx, val_idx, np.arange(len(test_labels))),
+        train_augment=crop_and_flip(4),
+    )
+
+
+@DATASETS.register("cifar10")
+def cifar10(
+    *, root: str = "data", download: bool = False, val_size: int = 5000, split_seed: int = 1
+) -> DataBundle:
+    """CIFAR-10: 45,000 / 5,000 / 10,000, 10 classes, crop(pad 4) + flip."""
+    return load_cifar("cifar10", root, download, val_size, split_seed)
+
+
+@DATASETS.register("cifar100")
+def cifar100(
+    *, root: str = "data", download: bool = False, val_size: int = 5000, split_seed: int = 1
+) -> DataBundle:
+    """CIFAR-100 (fine labels): 45,000 / 5,000 / 10,000, 100 classes, crop(pad 4) + flip."""
+    return load_cifar("cifar100", root, download, val_size, split_seed)
