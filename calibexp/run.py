@@ -115,6 +115,8 @@ def build_model(cfg: ExperimentConfig, data: DataBundle, device: torch.device) -
     model = BACKBONES.build(
         cfg.model.name, data.num_classes, data.in_channels, **hyperparameters(cfg.model)
     )
+    if device.type == "cuda":  # NHWC convolutions are the fast ones on tensor cores
+        model = model.to(memory_format=torch.channels_last)
     return model.to(device)
 
 

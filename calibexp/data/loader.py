@@ -57,4 +57,7 @@ class DeviceLoader:
                 images, labels = self.images[idx], self.labels[idx]
                 for op in self.augment:
                     images = op(images, generator)
-            yield torch.addcmul(self.shift, images.float(), self.scale), labels
+            batch = torch.addcmul(self.shift, images.float(), self.scale)
+            if batch.is_cuda:  # matches the channels_last model (calibexp.run.build_model)
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            yield batch, labels

@@ -99,10 +99,15 @@ def timm_model(
         parent, _, leaf = (first or "").rpartition(".")
         owner = model.get_submodule(parent) if parent else model
         old = getattr(owner, leaf, None) if first else None
-        if not isinstance(old, nn.Conv2d):
+        # A transformer's patch embedding is a conv too, but its stride sets the token count
+        # the position embedding was made for: only convolutional stems are swapped.
+        patchify = hasattr(model, "pos_embed") or (
+            isinstance(old, nn.Conv2d) and old.kernel_size[0] > 7
+        )
+        if not isinstance(old, nn.Conv2d) or patchify:
             raise CalibexpError(
-                f"model.cifar_stem: timm model '{arch}' has no plain first conv to replace; "
-                "use cifar_stem=false"
+                f"model.cifar_stem: timm model '{arch}' has no plain first conv to replace "
+                "(a patch embedding or none); use cifar_stem=false"
             )
         setattr(owner, leaf, _cifar_conv(old, in_channels))
         if isinstance(getattr(model, "maxpool", None), nn.Module):
