@@ -44,7 +44,9 @@ def test_experiment_file_is_valid(path):
     load_config(path, ["data.name=digits", "model.name=small_cnn"])
 
 
-@pytest.mark.parametrize("dataset, model", [*PAPER, ("digits", "small_cnn")])
+@pytest.mark.parametrize(
+    "dataset, model", [*PAPER, ("digits", "small_cnn"), ("tiny_imagenet", "resnet50")]
+)
 def test_the_seeds_loop_finds_every_file(dataset, model):
     for name in SEEDS_LOOP:
         assert (ROOT / "configs" / dataset / model / f"{name}.yaml").is_file(), name
