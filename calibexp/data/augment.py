@@ -18,16 +18,16 @@ def random_crop(padding: int) -> Augmentation:
     per image (torchvision's RandomCrop with ``padding``, fill 0)."""
 
     def crop(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        b, c, h, w = images.shape
+        b, _, h, w = images.shape
         padded = F.pad(images, (padding, padding, padding, padding))
         span = 2 * padding + 1
         dy = torch.randint(0, span, (b,), device=images.device, generator=generator)
         dx = torch.randint(0, span, (b,), device=images.device, generator=generator)
-        rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
-        batch = torch.arange(b, device=images.device)[:, None, None, None]
-        channel = torch.arange(c, device=images.device)[None, :, None, None]
-        return padded[batch, channel, rows, cols]
+        # Every h x w window of each padded image as a view [B, span, span, C, h, w]; picking
+        # one per image is a single gather. Four full-size index tensors, the obvious
+        # alternative, are 4x slower on a CPU.
+        windows = padded.unfold(2, h, 1).unfold(3, w, 1).permute(0, 2, 3, 1, 4, 5)
+        return windows[torch.arange(b, device=images.device), dy, dx]
 
     return crop
 
