@@ -155,24 +155,18 @@ def median_seconds(runs: dict[str, Callable[[int], None]], repeats: int) -> dict
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{device.type.upper()}, {os.cpu_count()} cores"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=50_000, help="images per epoch")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    from calibexp.engine import resolve_device
+    from calibexp.engine import describe_device, resolve_device
 
     device = resolve_device(args.device)
     print(
         f"input pipeline, n={args.n} CIFAR-shaped uint8 images, batch {BATCH}, one epoch x "
-        f"{args.repeats} repeats, medians; device {device_name(device)}; torch threads "
+        f"{args.repeats} repeats, medians; device {describe_device(device)}; torch threads "
         f"{torch.get_num_threads()}, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.2f}",
         flush=True,
     )

@@ -113,12 +113,6 @@ def run_steps(device: torch.device, n: int, steps: int, warmup: int) -> list[tup
     return times[warmup:]
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{device.type.upper()}, {os.cpu_count()} cores"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=None, help="timed steps")
@@ -126,7 +120,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50_000, help="images in the synthetic split")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    from calibexp.engine import resolve_device
+    from calibexp.engine import describe_device, resolve_device
 
     device = resolve_device(args.device)
     steps, warmup = DEFAULT_STEPS.get(device.type, CPU_STEPS)
@@ -136,7 +130,7 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     print(
         f"CIFAR ResNet-18 training step, batch {BATCH}, {steps} steps after {warmup} warm-up; "
-        f"device {device_name(device)}; torch threads {torch.get_num_threads()}, "
+        f"device {describe_device(device)}; torch threads {torch.get_num_threads()}, "
         f"load avg {os.getloadavg()[0]:.2f}",
         flush=True,
     )

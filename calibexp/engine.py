@@ -40,6 +40,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def describe_device(device: torch.device) -> str:
+    """The device in words, for logs and benchmark headers ("NVIDIA H100 80GB HBM3", "CPU, 2
+    cores")."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import os
+
+    return f"{device.type.upper()}, {os.cpu_count()} cores"
+
+
 def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA (``auto`` or ``bf16``); full fp32 everywhere else."""
     if precision == "bf16" and device.type != "cuda":

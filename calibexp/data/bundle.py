@@ -59,3 +59,44 @@ def digest_indices(*index_sets: np.ndarray) -> str:
         h.update(np.asarray(indices, dtype=np.int64).tobytes())
         h.update(b"|")
     return h.hexdigest()[:16]
+
+
+def held_out_bundle(
+    name: str,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    *,
+    num_classes: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    val_size: int,
+    split_seed: int,
+    train_augment: Sequence[Augmentation] = (),
+) -> DataBundle:
+    """A dataset published as train + test: val is held out of train by a seeded permutation
+    (the references' protocol), test is the published test set, untouched."""
+    from calibexp.errors import CalibexpError
+
+    images, labels = train
+    n = len(labels)
+    if not 1 <= val_size < n:
+        raise CalibexpError(f"{name}: data.val_size={val_size} must be in [1, {n - 1}]")
+    for where, split_labels in (("train", labels), ("test", test[1])):
+        if split_labels.min() < 0 or split_labels.max() >= num_classes:
+            raise CalibexpError(f"{name}: {where} labels outside 0..{num_classes - 1}")
+    train_idx, val_idx = seeded_split(n, [n - val_size, val_size], split_seed)
+
+    def split(x: np.ndarray, y: np.ndarray) -> Split:
+        return Split(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y))
+
+    return DataBundle(
+        name=name,
+        train=split(images[train_idx], labels[train_idx]),
+        val=split(images[val_idx], labels[val_idx]),
+        test=split(*test),
+        num_classes=num_classes,
+        mean=mean,
+        std=std,
+        split_digest=digest_indices(train_idx, val_idx, np.arange(len(test[1]))),
+        train_augment=train_augment,
+    )

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from calibexp.data.augment import crop_and_flip
-from calibexp.data.bundle import DataBundle, Split, digest_indices, seeded_split
+from calibexp.data.bundle import DataBundle, held_out_bundle
 from calibexp.data.files import missing, read_cifar_batches
 from calibexp.data.registry import DATASETS
 from calibexp.errors import CalibexpError
@@ -65,30 +62,16 @@ def load_cifar(name: str, root: str, download: bool, val_size: int, split_seed: 
             missing(name, folder / f, layout, source, download=True)
     train_images, train_labels = read_cifar_batches(name, folder, train_files, label_key)
     test_images, test_labels = read_cifar_batches(name, folder, test_files, label_key)
-    n = len(train_labels)
-    if not 1 <= val_size < n:
-        raise CalibexpError(f"{name}: data.val_size={val_size} must be in [1, {n - 1}]")
-    train_idx, val_idx = seeded_split(n, [n - val_size, val_size], split_seed)
-    num_classes = 10 if name == "cifar10" else 100
-    for labels, where in ((train_labels, "train"), (test_labels, "test")):
-        if labels.min() < 0 or labels.max() >= num_classes:
-            raise CalibexpError(f"{name}: {where} labels outside 0..{num_classes - 1} in {folder}")
     mean, std = (CIFAR10_MEAN, CIFAR10_STD) if name == "cifar10" else (CIFAR100_MEAN, CIFAR100_STD)
-
-    def split(images: np.ndarray, labels: np.ndarray, idx: np.ndarray | None = None) -> Split:
-        if idx is not None:
-            images, labels = images[idx], labels[idx]
-        return Split(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels))
-
-    return DataBundle(
-        name=name,
-        train=split(train_images, train_labels, train_idx),
-        val=split(train_images, train_labels, val_idx),
-        test=split(test_images, test_labels),
-        num_classes=num_classes,
+    return held_out_bundle(
+        name,
+        (train_images, train_labels),
+        (test_images, test_labels),
+        num_classes=10 if name == "cifar10" else 100,
         mean=mean,
         std=std,
-        split_digest=digest_indices(train_idx, val_idx, np.arange(len(test_labels))),
+        val_size=val_size,
+        split_seed=split_seed,
         train_augment=crop_and_flip(4),
     )
 

@@ -16,13 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from calibexp.data.augment import crop_and_flip
-from calibexp.data.bundle import DataBundle, Split, digest_indices, seeded_split
+from calibexp.data.bundle import DataBundle, held_out_bundle
 from calibexp.data.files import damaged, missing, read_image_folder, writable
 from calibexp.data.registry import DATASETS
-from calibexp.errors import CalibexpError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FOLDER = "tiny-imagenet-200"
@@ -97,22 +95,14 @@ def tiny_imagenet(*, root: str = "data", val_size: int = 10000, split_seed: int 
     """Tiny-ImageNet: 90,000 / 10,000 / 10,000 (the official val as test), 200 classes."""
     folder = Path(root).expanduser() / FOLDER
     train_images, train_labels, test_images, test_labels, num_classes = _decoded(folder)
-    n = len(train_labels)
-    if not 1 <= val_size < n:
-        raise CalibexpError(f"tiny_imagenet: data.val_size={val_size} must be in [1, {n - 1}]")
-    train_idx, val_idx = seeded_split(n, [n - val_size, val_size], split_seed)
-
-    def split(images: np.ndarray, labels: np.ndarray) -> Split:
-        return Split(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels))
-
-    return DataBundle(
-        name="tiny_imagenet",
-        train=split(train_images[train_idx], train_labels[train_idx]),
-        val=split(train_images[val_idx], train_labels[val_idx]),
-        test=split(test_images, test_labels),
+    return held_out_bundle(
+        "tiny_imagenet",
+        (train_images, train_labels),
+        (test_images, test_labels),
         num_classes=num_classes,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        split_digest=digest_indices(train_idx, val_idx, np.arange(len(test_labels))),
+        val_size=val_size,
+        split_seed=split_seed,
         train_augment=crop_and_flip(4),
     )

@@ -18,15 +18,27 @@ from calibexp.models.registry import BACKBONES
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
+    """conv-BN-ReLU, conv-BN, + shortcut, ReLU. Where the shape changes the shortcut is option A
+    (subsample and zero-pad channels; He et al. on CIFAR) or a 1x1 conv + BN (``conv_shortcut``,
+    torrvision's WRN)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, conv_shortcut: bool = False) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.stride, self.extra = stride, cout - cin
+        changes = stride != 1 or cin != cout
+        self.projection = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if conv_shortcut and changes
+            else None
+        )
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        if self.projection is not None:
+            return self.projection(x)
         if self.stride == 1 and self.extra == 0:
             return x
         x = x[:, :, :: self.stride, :: self.stride]

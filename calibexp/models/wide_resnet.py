@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from calibexp.errors import require
+from calibexp.models.cifar_resnet import BasicBlock
 from calibexp.models.registry import BACKBONES
 
 
@@ -36,24 +37,6 @@ class PreActBlock(nn.Module):
         out = F.dropout(F.relu(self.bn2(out)), self.dropout, self.training)
         out = self.conv2(out)
         return out + (x if self.shortcut is None else self.shortcut(pre))
-
-
-class PostActBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = (
-            nn.Identity()
-            if stride == 1 and cin == cout
-            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
 def _stages(block, n: int, widen: int, **kwargs) -> tuple[nn.Sequential, int]:
@@ -93,7 +76,7 @@ def wrn26_10(num_classes: int, in_channels: int, *, depth: int = 26, widen: int 
     """torrvision's WRN (post-activation, depth 6n + 2, no dropout); WRN-26-10 by default."""
     require((depth - 2) % 6 == 0 and depth >= 8, "model.depth", depth, "6n + 2 (8, 14, 20, 26, …)")
     require(widen >= 1, "model.widen", widen, "an integer >= 1")
-    blocks, width = _stages(PostActBlock, (depth - 2) // 6, widen)
+    blocks, width = _stages(BasicBlock, (depth - 2) // 6, widen, conv_shortcut=True)
     stem = nn.Sequential(
         nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
     )
