@@ -14,3 +14,8 @@ def require(ok: bool, key: str, value: object, expected: str) -> None:
     """Raise ``config key '<key>': got <value>, expected <expected>`` unless ``ok``."""
     if not ok:
         raise CalibexpError(f"config key '{key}': got {value!r}, expected {expected}")
+
+
+class EarlyStop(Exception):
+    """Training stopped on purpose before its last epoch (a study pruned the trial); the run ends
+    KILLED with this message as its reason, everything trained so far recorded."""

@@ -29,7 +29,7 @@ from calibexp.config import ExperimentConfig, config_from_dict, flatten, run_key
 from calibexp.data import DATASETS, DataBundle, DeviceLoader
 from calibexp.diagrams import VAL_SERIES, log_evolution, log_val_diagram
 from calibexp.engine import autocast_for, current_lr, predict, resolve_device, train_one_epoch
-from calibexp.errors import CalibexpError
+from calibexp.errors import CalibexpError, EarlyStop
 from calibexp.evaluation import evaluate_and_log
 from calibexp.losses import LOSSES
 from calibexp.metrics import metric_suite
@@ -89,6 +89,20 @@ class BestSoFar:
 
 
 @dataclass
+class TrialHooks:
+    """How a study trial differs from a plain run: a child of the study's parent run, data
+    shared between the trials of one process, a call after every epoch (which may raise
+    ``EarlyStop`` to prune), and no test evaluation (test is evaluated once, after the search)."""
+
+    parent_run_id: str
+    tags: dict[str, str]
+    after_epoch: Callable[[int, dict[str, float]], None]
+    data_cache: dict[str, Any]
+    run_name: str | None = None
+    run_id: str | None = None  # set when the trial's run is opened
+
+
+@dataclass
 class RunResult:
     run_id: str
     metrics: dict[str, float]
@@ -98,9 +112,17 @@ class RunResult:
 
 
 def build_data(
-    cfg: ExperimentConfig, device: torch.device
+    cfg: ExperimentConfig, device: torch.device, cache: dict[str, Any] | None = None
 ) -> tuple[DataBundle, list[DeviceLoader]]:
-    data = DATASETS.build(cfg.data.name, **hyperparameters(cfg.data))
+    """The dataset and its loaders; with ``cache``, a dataset already built with the same
+    settings in this process is reused (study trials load the data once)."""
+    key = repr(sorted(hyperparameters(cfg.data).items())) + cfg.data.name
+    if cache is not None and key in cache:
+        data = cache[key]
+    else:
+        data = DATASETS.build(cfg.data.name, **hyperparameters(cfg.data))
+        if cache is not None:
+            cache[key] = data
     loaders = [
         DeviceLoader(
             data.train, cfg.train.batch_size, device, data.mean, data.std, data.train_augment
@@ -120,10 +142,10 @@ def build_model(cfg: ExperimentConfig, data: DataBundle, device: torch.device) -
     return model.to(device)
 
 
-def build_parts(cfg: ExperimentConfig) -> Parts:
+def build_parts(cfg: ExperimentConfig, data_cache: dict[str, Any] | None = None) -> Parts:
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed, cfg.deterministic)
-    data, (train_loader, val_loader, test_loader) = build_data(cfg, device)
+    data, (train_loader, val_loader, test_loader) = build_data(cfg, device, data_cache)
     model = build_model(cfg, data, device)
     optimizer = OPTIMIZERS.build(cfg.optim.name, model.parameters(), **hyperparameters(cfg.optim))
     return Parts(
@@ -145,7 +167,11 @@ def build_parts(cfg: ExperimentConfig) -> Parts:
 
 
 def fit(
-    parts: Parts, recorder: EpochRecorder | NoRecorder, start_epoch: int, best: BestSoFar
+    parts: Parts,
+    recorder: EpochRecorder | NoRecorder,
+    start_epoch: int,
+    best: BestSoFar,
+    after_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> BestSoFar:
     """Train from ``start_epoch`` to ``train.epochs``; the val suite on val epochs, a val
     reliability diagram on diagram epochs, and a record every epoch."""
@@ -183,6 +209,12 @@ def fit(
             epoch, metrics, lambda e=epoch: training_state(parts, e, best), improved, diagram
         )
         print_epoch(epoch, cfg.train.epochs, metrics, time.perf_counter() - started)
+        if after_epoch is not None:
+            try:
+                after_epoch(epoch, metrics)
+            except EarlyStop:
+                recorder.flush(training_state(parts, epoch, best))  # keep what was trained
+                raise
     return best
 
 
@@ -222,9 +254,15 @@ def restore(parts: Parts, state: dict[str, Any]) -> tuple[int, BestSoFar]:
 # ----------------------------------------------------------------------------- the run
 
 
-def run_experiment(cfg: ExperimentConfig | None = None, *, resume: str | None = None) -> RunResult:
+def run_experiment(
+    cfg: ExperimentConfig | None = None,
+    *,
+    resume: str | None = None,
+    trial: TrialHooks | None = None,
+) -> RunResult:
     """Train and evaluate ``cfg`` into an MLflow run; or, with ``resume=<run id>``, continue that
-    run from its last checkpoint with its own logged config."""
+    run from its last checkpoint with its own logged config; or, with ``trial``, train it as a
+    study trial (``TrialHooks``)."""
     client = tracking_client()
     if resume:
         run, cfg, checkpoint = _reopen(client, resume)
@@ -232,9 +270,10 @@ def run_experiment(cfg: ExperimentConfig | None = None, *, resume: str | None = 
     else:
         if cfg is None:
             raise CalibexpError("run_experiment needs a config or a run id to resume")
-        parts = build_parts(cfg)  # bad data or model settings fail before a run exists
-        run, checkpoint = _open_new(client, cfg, parts.data), None
-    return guarded(run, lambda: _train_and_evaluate(run, parts, checkpoint))
+        # bad data or model settings fail before a run exists
+        parts = build_parts(cfg, trial.data_cache if trial else None)
+        run, checkpoint = _open_new(client, cfg, parts.data, trial), None
+    return guarded(run, lambda: _train_and_evaluate(run, parts, checkpoint, trial))
 
 
 def guarded(run: TrackedRun, body: Callable[[], Any], finish_on_success: bool = True) -> Any:
@@ -270,13 +309,24 @@ def run_tags(cfg: ExperimentConfig, data: DataBundle) -> dict[str, str]:
     }
 
 
-def _open_new(client: MlflowClient, cfg: ExperimentConfig, data: DataBundle) -> TrackedRun:
-    run = TrackedRun.for_this_command(
-        client,
-        lambda: experiment_id_for(client, cfg.tracking.experiment),
-        cfg.tracking.run_name,
-        {**run_tags(cfg, data), **host_tags()},
-    )
+def _open_new(
+    client: MlflowClient, cfg: ExperimentConfig, data: DataBundle, trial: TrialHooks | None = None
+) -> TrackedRun:
+    tags = {**run_tags(cfg, data), **host_tags()}
+    if trial is None:
+        run = TrackedRun.for_this_command(
+            client,
+            lambda: experiment_id_for(client, cfg.tracking.experiment),
+            cfg.tracking.run_name,
+            tags,
+        )
+    else:  # a child of the study's run, by explicit id (never MLflow's thread-local active run)
+        parent = get_run(client, trial.parent_run_id)
+        tags.update(trial.tags)
+        tags["mlflow.parentRunId"] = trial.parent_run_id
+        name = trial.run_name or cfg.tracking.run_name
+        run = TrackedRun.create(client, parent.info.experiment_id, name, tags)
+        trial.run_id = run.run_id
     run.log_params(flatten(cfg))
     run.log_text(to_yaml(cfg), "config.yaml")
     print(f"calibexp: MLflow run {run.run_id}", flush=True)
@@ -305,7 +355,10 @@ def _reopen(
 
 
 def _train_and_evaluate(
-    run: TrackedRun, parts: Parts, checkpoint: dict[str, Any] | None
+    run: TrackedRun,
+    parts: Parts,
+    checkpoint: dict[str, Any] | None,
+    trial: TrialHooks | None = None,
 ) -> RunResult:
     cfg = parts.cfg
     start, best = 0, BestSoFar(cfg.eval.best_mode)
@@ -319,8 +372,11 @@ def _train_and_evaluate(
             if epoch not in drawn:
                 log_val_diagram(run, epoch, cfg.train.epochs, diagram)
         run.logged_through = max(run.logged_through, checkpoint["epoch"])
-    fit(parts, EpochRecorder(run, cfg.tracking.flush_every_s, cfg.train.epochs), start, best)
+    recorder = EpochRecorder(run, cfg.tracking.flush_every_s, cfg.train.epochs)
+    fit(parts, recorder, start, best, trial.after_epoch if trial else None)
     log_evolution(run, cfg.eval.evolution_epochs, cfg.train.epochs)
+    if trial is not None:  # test is evaluated once, after the search, never inside it
+        return RunResult(run.run_id, {})
     if cfg.eval.test_checkpoint == "best":
         run.flush()  # best.pt must be in the store before it is read back
         parts.model.load_state_dict(load_checkpoint(run.client, run.run_id, BEST)["model"])

@@ -81,6 +81,9 @@ class EpochRecorder:
 
 
 class NoRecorder:
+    def flush(self, state: dict[str, Any]) -> None:
+        return None
+
     def end_epoch(
         self,
         epoch: int,

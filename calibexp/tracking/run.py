@@ -25,7 +25,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from calibexp.errors import CalibexpError
+from calibexp.errors import CalibexpError, EarlyStop
 from calibexp.tracking.background import OrderedWorker
 
 MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limits
@@ -291,6 +291,6 @@ def host_tags() -> dict[str, str]:
 def terminal_status(exc: BaseException | None) -> str:
     if exc is None:
         return RunStatus.to_string(RunStatus.FINISHED)
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, (KeyboardInterrupt, EarlyStop)):
         return RunStatus.to_string(RunStatus.KILLED)
     return RunStatus.to_string(RunStatus.FAILED)

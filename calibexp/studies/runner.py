@@ -1,0 +1,254 @@
+"""One study worker: create or join the study, run trials through the same ``run.py`` path as a
+plain run, and, when the budget is spent, log the summary and evaluate the best configuration on
+test once.
+
+MLflow layout: the study is one parent run (tags ``calibexp.study``, ``calibexp.study_storage``,
+``calibexp.spec_digest``), created once and recorded in the study's user attributes; every trial
+is a child run by explicit ``mlflow.parentRunId`` (never MLflow's thread-local active run, never
+``optuna_integration.MLflowCallback``), tagged ``optuna.trial_number`` and
+``calibexp.trial_state`` (COMPLETE / PRUNED / FAIL). A pruned trial's run ends KILLED with the
+pruner's reason.
+
+Storage: an Optuna RDB storage with a heartbeat, so a worker killed mid-trial leaves no RUNNING
+trial: the stale trial is marked FAIL and retried once (``RetryHeartbeatStaleTrialCallback``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from calibexp.config import load_config
+from calibexp.errors import CalibexpError, EarlyStop
+from calibexp.studies.spec import Parameter, StudySpec
+from calibexp.tracking.run import experiment_id_for, get_run, tracking_client
+
+DEFAULT_STORAGE = "sqlite:///optuna.db"
+PARENT_ATTR = "mlflow_parent_run_id"
+FINAL_ATTR = "final_evaluation"
+HEARTBEAT_S, GRACE_S = 30, 90
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """The study storage, with heartbeat and one retry of a trial whose worker died."""
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        engine_kwargs = {"connect_args": {"timeout": 300}}
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=HEARTBEAT_S,
+            grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=1
+            ),
+        )
+    except Exception as err:  # noqa: BLE001 - a bad URL, no server, no driver: one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CalibexpError(
+            f"cannot open the study storage {redact(url)}: {first}; give a reachable SQLAlchemy "
+            "URL (sqlite:///optuna.db, postgresql+psycopg2://user@host:5432/optuna)"
+        ) from None
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for tags and messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        return f"{scheme}://{credentials.split(':')[0]}@{host}"
+    return url
+
+
+def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    seed = spec.sampler.get("seed")
+    if spec.sampler["name"] == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # constant_liar: parallel workers do not all propose the same point (optuna#1547)
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def make_pruner(spec: StudySpec, epochs: int) -> optuna.pruners.BasePruner:
+    settings = {k: v for k, v in spec.pruner.items() if k != "name"}
+    name = spec.pruner["name"]
+    if name == "median":
+        return optuna.pruners.MedianPruner(**settings)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(**settings)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(**{"max_resource": epochs, **settings})
+    return optuna.pruners.NopPruner()
+
+
+def prepare(spec: StudySpec, storage_url: str) -> tuple[optuna.Study, str]:
+    """Create or join the study and its MLflow parent run (call once before fanning out
+    workers; later calls join)."""
+    client = tracking_client()
+    base = load_config(spec.base, list(spec.overrides))
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=open_storage(storage_url),
+        sampler=make_sampler(spec),
+        pruner=make_pruner(spec, base.train.epochs),
+        directions=list(spec.directions),
+        load_if_exists=True,
+    )
+    launcher = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run` made one for this command
+    parent = study.user_attrs.get(PARENT_ATTR)
+    tags = {
+        "calibexp.study": spec.name,
+        "calibexp.study_storage": redact(storage_url),
+        "calibexp.spec_digest": spec.digest,
+    }
+    if parent is None:
+        if launcher:
+            parent = launcher
+        else:
+            experiment = experiment_id_for(client, base.tracking.experiment)
+            parent = client.create_run(experiment, run_name=f"study-{spec.name}").info.run_id
+        for key, value in tags.items():
+            client.set_tag(parent, key, value)
+        client.set_tag(parent, "mlflow.note.content", f"Optuna study {spec.name}: trials below.")
+        study.set_user_attr(PARENT_ATTR, parent)
+    elif launcher and launcher != parent:
+        client.set_tag(launcher, "calibexp.study_worker_of", parent)
+    get_run(client, parent)
+    return study, parent
+
+
+def suggest(trial: optuna.Trial, space: tuple[Parameter, ...]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for p in space:
+        if any(values.get(k, _unset) != v for k, v in p.when.items()):
+            continue
+        if p.type == "categorical":
+            values[p.key] = trial.suggest_categorical(p.key, list(p.choices))
+        elif p.type == "int":
+            values[p.key] = trial.suggest_int(
+                p.key, int(p.low), int(p.high), step=int(p.step or 1), log=p.log
+            )
+        else:
+            values[p.key] = trial.suggest_float(p.key, p.low, p.high, step=p.step, log=p.log)
+    return values
+
+
+_unset = object()
+
+
+def overrides_for(values: dict[str, Any]) -> list[str]:
+    return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}" for k, v in values.items()]
+
+
+class Objective:
+    """One trial: a child run of ``cfg`` with the sampled values, judged by the spec's metric(s)
+    at the last epoch; single-objective trials report every epoch to the pruner."""
+
+    def __init__(self, spec: StudySpec, parent: str) -> None:
+        self.spec, self.parent = spec, parent
+        self.data_cache: dict[str, Any] = {}  # the dataset is loaded once per worker process
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        from calibexp.run import TrialHooks, run_experiment
+
+        values = suggest(trial, self.spec.space)
+        cfg = load_config(self.spec.base, [*self.spec.overrides, *overrides_for(values)])
+        last: dict[str, float] = {}
+        metric = self.spec.metrics[0]
+
+        def after_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            last.update(metrics)
+            if self.spec.multi_objective or metric not in metrics:
+                return
+            trial.report(metrics[metric], epoch)
+            if trial.should_prune():
+                raise EarlyStop(
+                    f"pruned by the {self.spec.pruner['name']} pruner after epoch {epoch + 1}: "
+                    f"{metric} {metrics[metric]:.4f}"
+                )
+
+        hooks = TrialHooks(
+            parent_run_id=self.parent,
+            tags={
+                "calibexp.study": self.spec.name,
+                "optuna.study": self.spec.name,
+                "optuna.trial_number": str(trial.number),
+            },
+            after_epoch=after_epoch,
+            data_cache=self.data_cache,
+            run_name=f"{self.spec.name}-trial-{trial.number}",
+        )
+        state = "FAIL"
+        try:
+            run_experiment(cfg, trial=hooks)
+            state = "COMPLETE"
+        except EarlyStop:
+            state = "PRUNED"
+            raise optuna.TrialPruned() from None
+        finally:
+            if hooks.run_id:
+                tracking_client().set_tag(hooks.run_id, "calibexp.trial_state", state)
+                trial.set_user_attr("mlflow_run_id", hooks.run_id)
+        values_out = tuple(last[m] for m in self.spec.metrics)
+        if any(math.isnan(v) for v in values_out):
+            raise CalibexpError(f"trial {trial.number}: {self.spec.metrics} is NaN")
+        return values_out[0] if len(values_out) == 1 else values_out
+
+
+def finished(study: optuna.Study) -> int:
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def run_study(spec: StudySpec, storage_url: str | None = None) -> optuna.Study:
+    url = storage_url or spec.storage or DEFAULT_STORAGE
+    study, parent = prepare(spec, url)
+    callbacks = []
+    if spec.n_trials is not None:
+        # the budget is the study's, shared by every worker on the storage
+        states = (TrialState.COMPLETE, TrialState.PRUNED)
+        callbacks.append(optuna.study.MaxTrialsCallback(spec.n_trials, states=states))
+    if spec.n_trials is None or finished(study) < spec.n_trials:
+        study.optimize(
+            Objective(spec, parent),
+            n_trials=spec.n_trials,
+            timeout=spec.timeout_s,
+            callbacks=callbacks,
+            gc_after_trial=True,
+        )
+    if spec.n_trials is None or finished(study) >= spec.n_trials:
+        summarise(study, spec, parent)
+    return study
+
+
+def summarise(study: optuna.Study, spec: StudySpec, parent: str) -> None:
+    """Log the study to its parent run, then evaluate the best trial(s) on test, once."""
+    from calibexp.studies.summary import log_summary
+
+    client = tracking_client()
+    log_summary(client, study, spec, parent)
+    if study.user_attrs.get(FINAL_ATTR):
+        return
+    study.set_user_attr(FINAL_ATTR, "started")
+    from calibexp.reevaluate import reevaluate
+
+    evaluated = {}
+    for trial in study.best_trials:
+        source = trial.user_attrs["mlflow_run_id"]
+        result = reevaluate(source)
+        evaluated[trial.number] = result.run_id
+        client.set_tag(result.run_id, "calibexp.study", spec.name)
+        client.set_tag(result.run_id, "calibexp.best_trial", str(trial.number))
+        if len(study.best_trials) == 1:
+            for key, value in result.metrics.items():
+                client.log_metric(parent, f"best_{key}", value)
+    client.set_tag(parent, "calibexp.best_test_runs", json.dumps(evaluated))
+    study.set_user_attr(FINAL_ATTR, json.dumps(evaluated))
+    if get_run(client, parent).info.status == "RUNNING":
+        client.set_terminated(parent, "FINISHED")  # the study is over, whichever worker made it

@@ -1,0 +1,224 @@
+"""Study specs (``studies/*.yaml``): what to tune, against what, with which sampler, pruner and
+budget, validated in full before any trial starts.
+
+    name: safcl-lambda-gamma
+    base: configs/digits/small_cnn/safcl.yaml      # a run config; paths relative to the repo
+    overrides: [train.epochs=10]                    # applied to every trial
+    space:
+      loss.lam: {type: float, low: 0.1, high: 10, log: true}
+      loss.gamma_focal: {type: float, low: 0, high: 5}
+      loss.gamma: {type: categorical, choices: [1, 2, 3], when: {loss.name: focal}}
+    objectives: [{metric: val/nll, direction: minimize}]   # one, or two for a Pareto front
+    sampler: {name: tpe, seed: 0}                   # tpe | random
+    pruner: {name: median, n_warmup_steps: 2}       # median | successive_halving | hyperband | none
+    n_trials: 20                                    # and/or timeout_s
+    storage: null                           # null: sqlite:///optuna.db; or a SQLAlchemy URL
+
+``when`` makes a parameter conditional: it is sampled only when the named, earlier-sampled
+parameter took that value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from calibexp.config import load_config
+from calibexp.errors import CalibexpError
+from calibexp.registry import closest
+
+TYPES = ("float", "int", "categorical")
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "successive_halving", "hyperband", "none")
+DIRECTIONS = ("minimize", "maximize")
+TOP_KEYS = (
+    "name",
+    "base",
+    "overrides",
+    "space",
+    "objectives",
+    "sampler",
+    "pruner",
+    "n_trials",
+    "timeout_s",
+    "storage",
+)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    key: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    when: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    base: Path
+    overrides: tuple[str, ...]
+    space: tuple[Parameter, ...]
+    metrics: tuple[str, ...]
+    directions: tuple[str, ...]
+    sampler: dict[str, Any]
+    pruner: dict[str, Any]
+    n_trials: int | None
+    timeout_s: float | None
+    storage: str | None
+    digest: str  # of the spec file's content: which spec a study was run with
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metrics) > 1
+
+
+def objective_metrics() -> list[str]:
+    """The metrics a trial can be judged by: every val metric a run logs each epoch."""
+    from calibexp.metrics.suite import BINNED, DEFAULT_SUITE
+
+    suite = [f"{m}_15" if m in BINNED else m for m in DEFAULT_SUITE]
+    return [f"val/{m}" for m in suite] + ["train/loss", "train/acc"]
+
+
+def load_spec(path: str | Path, root: Path | None = None) -> StudySpec:
+    path = Path(path)
+    if not path.is_file():
+        raise CalibexpError(f"study spec not found: {path}")
+    text = path.read_text()
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise CalibexpError(f"study spec {path} is not valid YAML: {err}") from None
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise CalibexpError(
+                f"study spec {path}: unknown key '{key}'{closest(str(key), TOP_KEYS)}; "
+                f"valid: {', '.join(TOP_KEYS)}"
+            )
+    where = f"study spec {path}"
+    name = _required(raw, "name", where)
+    root = root or Path.cwd()
+    base = root / _required(raw, "base", where)
+    overrides = tuple(str(o) for o in raw.get("overrides") or ())
+    space = tuple(_parameter(key, value, where) for key, value in (raw.get("space") or {}).items())
+    if not space:
+        raise CalibexpError(f"{where}: 'space' is empty; name at least one config key to tune")
+    metrics, directions = _objectives(raw.get("objectives"), where)
+    sampler = dict(raw.get("sampler") or {"name": "tpe", "seed": 0})
+    if sampler.get("name") not in SAMPLERS:
+        raise CalibexpError(
+            f"{where}: sampler.name {sampler.get('name')!r}, expected one of {SAMPLERS}"
+        )
+    pruner = dict(raw.get("pruner") or {"name": "none"})
+    if pruner.get("name") not in PRUNERS:
+        raise CalibexpError(
+            f"{where}: pruner.name {pruner.get('name')!r}, expected one of {PRUNERS}"
+        )
+    if len(metrics) > 1 and pruner["name"] != "none":
+        raise CalibexpError(
+            f"{where}: a two-objective study cannot prune (Optuna's pruners are single-objective); "
+            "set pruner: {name: none}"
+        )
+    n_trials, timeout_s = raw.get("n_trials"), raw.get("timeout_s")
+    if n_trials is None and timeout_s is None:
+        raise CalibexpError(f"{where}: give a budget: n_trials and/or timeout_s")
+    if n_trials is not None and (not isinstance(n_trials, int) or n_trials < 1):
+        raise CalibexpError(f"{where}: n_trials {n_trials!r}, expected an integer >= 1")
+    spec = StudySpec(
+        name=str(name),
+        base=base,
+        overrides=overrides,
+        space=space,
+        metrics=metrics,
+        directions=directions,
+        sampler=sampler,
+        pruner=pruner,
+        n_trials=n_trials,
+        timeout_s=timeout_s,
+        storage=raw.get("storage"),
+        digest=hashlib.sha256(text.encode()).hexdigest()[:16],
+    )
+    check_keys_exist(spec)
+    return spec
+
+
+def _required(raw: dict, key: str, where: str) -> Any:
+    if raw.get(key) in (None, ""):
+        raise CalibexpError(f"{where}: '{key}' is required")
+    return raw[key]
+
+
+def _parameter(key: str, value: Any, where: str) -> Parameter:
+    if not isinstance(value, dict) or value.get("type") not in TYPES:
+        raise CalibexpError(f"{where}: space.{key} needs type: one of {', '.join(TYPES)}")
+    kind = value["type"]
+    when = dict(value.get("when") or {})
+    if kind == "categorical":
+        choices = tuple(value.get("choices") or ())
+        if not choices:
+            raise CalibexpError(f"{where}: space.{key} has no choices")
+        return Parameter(key, kind, choices=choices, when=when)
+    low, high = value.get("low"), value.get("high")
+    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or low >= high:
+        raise CalibexpError(
+            f"{where}: space.{key} range [{low}, {high}] is empty or inverted; "
+            "expected numbers with low < high"
+        )
+    log = bool(value.get("log", False))
+    if log and low <= 0:
+        raise CalibexpError(f"{where}: space.{key} is log-scaled, so low must be > 0 (got {low})")
+    if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
+        raise CalibexpError(f"{where}: space.{key} is an int range; low and high must be integers")
+    return Parameter(key, kind, low, high, log, value.get("step"), when=when)
+
+
+def _objectives(raw: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if not isinstance(raw, list) or not 1 <= len(raw) <= 2:
+        raise CalibexpError(
+            f"{where}: 'objectives' must list one or two {{metric, direction}} entries"
+        )
+    known = objective_metrics()
+    metrics, directions = [], []
+    for entry in raw:
+        metric, direction = entry.get("metric"), entry.get("direction", "minimize")
+        if metric not in known:
+            raise CalibexpError(
+                f"{where}: objective metric '{metric}' is not logged by any run"
+                f"{closest(str(metric), known)}; logged every epoch: {', '.join(known)}"
+            )
+        if direction not in DIRECTIONS:
+            raise CalibexpError(f"{where}: direction {direction!r}, expected minimize | maximize")
+        metrics.append(metric)
+        directions.append(direction)
+    return tuple(metrics), tuple(directions)
+
+
+def sample_value(parameter: Parameter) -> Any:
+    """A value inside the parameter's range, for checking keys before any trial."""
+    if parameter.type == "categorical":
+        return parameter.choices[0]
+    return int(parameter.low) if parameter.type == "int" else float(parameter.low)
+
+
+def check_keys_exist(spec: StudySpec) -> None:
+    """Load the base config with every space key set once: an unknown key, a wrong type or an
+    out-of-range value fails here, naming the key, before any trial starts."""
+    if not spec.base.is_file():
+        raise CalibexpError(f"study {spec.name}: base config not found: {spec.base}")
+    for parameter in spec.space:
+        conditions = [f"{k}={yaml.safe_dump(v).strip()}" for k, v in parameter.when.items()]
+        value = yaml.safe_dump(sample_value(parameter), default_flow_style=True).strip()
+        value = value.removesuffix("\n...").strip()
+        try:
+            load_config(spec.base, [*spec.overrides, *conditions, f"{parameter.key}={value}"])
+        except CalibexpError as err:
+            raise CalibexpError(f"study {spec.name}: space.{parameter.key}: {err}") from None

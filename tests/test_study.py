@@ -1,0 +1,163 @@
+"""Optuna studies: the smoke study through `mlflow run`, every trial a child run; a two-objective
+study with a Pareto front; and every bad input stopped before a trial starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from calibexp.errors import CalibexpError
+from calibexp.studies import load_spec
+from calibexp.studies.runner import run_study
+from tests.conftest import ROOT, mlflow_run
+
+SMOKE = ROOT / "studies/smoke.yaml"
+
+
+def children(client: MlflowClient, parent: str) -> list:
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, max_results=1000)
+    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent]
+
+
+@pytest.mark.slow
+def test_smoke_study_through_mlflow_run(tracking_store, tmp_path):
+    done = mlflow_run(
+        tracking_store,
+        "-P",
+        "spec=studies/smoke.yaml",
+        "-P",
+        f"storage=sqlite:///{tmp_path}/optuna.db",
+        entry="study",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    spec = load_spec(SMOKE, root=ROOT)
+    study = optuna.load_study(study_name=spec.name, storage=f"sqlite:///{tmp_path}/optuna.db")
+    client = MlflowClient(tracking_store)
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    run = client.get_run(parent)
+    assert run.data.tags["calibexp.study"] == "smoke"
+    assert run.data.tags["calibexp.spec_digest"] == spec.digest
+    assert run.data.tags["mlflow.project.entryPoint"] == "study"  # the launched run is the parent
+    trials = [t for t in study.trials if t.state.is_finished()]
+    assert len(trials) == spec.n_trials == len({t.number for t in trials})
+    runs = {r.data.tags["optuna.trial_number"]: r for r in children(client, parent)}
+    assert sorted(map(int, runs)) == [t.number for t in trials]  # one child run per trial
+    states = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}
+    for trial in trials:
+        child = runs[str(trial.number)]
+        assert child.data.tags["calibexp.trial_state"] == trial.state.name
+        assert child.info.status == states[trial.state.name]
+        for key, value in trial.params.items():
+            assert float(child.data.params[key]) == pytest.approx(value), key
+        epochs = [m.step for m in client.get_metric_history(child.info.run_id, "val/nll")]
+        if trial.state.name == "PRUNED":
+            assert "pruned by the median pruner" in child.data.tags["calibexp.end_reason"]
+            assert epochs == list(range(len(trial.intermediate_values)))  # pruned, logged
+        else:
+            assert epochs == list(range(6)) and "test/acc" not in child.data.metrics
+            assert trial.value == pytest.approx(
+                client.get_run(child.info.run_id).data.metrics["val/nll"]
+            )
+    assert any(t.state.name == "PRUNED" for t in trials)
+    best = study.best_trial
+    assert run.data.tags["calibexp.best_run_id"] == best.user_attrs["mlflow_run_id"]
+    assert run.data.metrics["best/val/nll"] == pytest.approx(best.value)
+    # test is evaluated once, after the search, on the best trial only
+    evaluated = [r for r in children(client, best.user_attrs["mlflow_run_id"])]
+    assert len(evaluated) == 1 and "test/acc" in evaluated[0].data.metrics
+    assert run.data.metrics["best_test/acc"] == evaluated[0].data.metrics["test/acc"]
+    artifacts = {a.path for a in client.list_artifacts(parent, "plots")}
+    artifacts |= {a.path for a in client.list_artifacts(parent, "study")}
+    assert {
+        "plots/optimization_history.png",
+        "plots/param_importances.png",
+        "study/trials.csv",
+        "study/trials.json",
+        "study/best_trials.json",
+    } <= artifacts
+
+
+def test_two_objectives_give_a_pareto_front_and_no_pruning(tracking_store, tmp_path):
+    spec = load_spec(ROOT / "studies/smoke_pareto.yaml", root=ROOT)
+    study = run_study(spec, f"sqlite:///{tmp_path}/optuna.db")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * spec.n_trials
+    client = MlflowClient(tracking_store)
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    assert client.get_run(parent).info.status == "FINISHED"
+    assert "plots/pareto_front.png" in {a.path for a in client.list_artifacts(parent, "plots")}
+    front = {t.number for t in study.best_trials}
+    for trial in study.trials:  # nothing on the front is dominated
+        if trial.number in front:
+            assert not any(
+                o.values[0] >= trial.values[0]
+                and o.values[1] <= trial.values[1]
+                and o.values != trial.values
+                for o in study.trials
+            )
+    assert len(children(client, parent)) == spec.n_trials
+
+
+def spec_with(tmp_path: Path, **changes) -> Path:
+    raw = yaml.safe_load(SMOKE.read_text())
+    for key, value in changes.items():
+        raw[key] = value
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"space": {"loss.gamm": {"type": "float", "low": 0, "high": 1}}},
+            "space.loss.gamm: unknown config key 'loss.gamm' (did you mean 'gamma'?)",
+        ),
+        (
+            {"space": {"loss.gamma": {"type": "float", "low": 2, "high": 1}}},
+            "space.loss.gamma range [2, 1] is empty or inverted",
+        ),
+        (
+            {"space": {"loss.gamma": {"type": "float", "low": 1, "high": 1}}},
+            "space.loss.gamma range [1, 1] is empty or inverted",
+        ),
+        (
+            {"space": {"optim.lr": {"type": "float", "low": 0, "high": 1, "log": True}}},
+            "space.optim.lr is log-scaled, so low must be > 0",
+        ),
+        ({"space": {}}, "'space' is empty"),
+        (
+            {"objectives": [{"metric": "val/ece", "direction": "minimize"}]},
+            "objective metric 'val/ece' is not logged by any run",
+        ),
+        (
+            {"objectives": [{"metric": "val/acc"}, {"metric": "val/ece_15"}]},
+            "a two-objective study cannot prune",
+        ),
+        ({"pruner": {"name": "medain"}}, "pruner.name 'medain', expected one of"),
+        ({"n_trials": None}, "give a budget: n_trials and/or timeout_s"),
+        ({"base": "configs/nope.yaml"}, "base config not found"),
+    ],
+)
+def test_bad_specs_fail_before_any_trial(tmp_path, changes, message):
+    with pytest.raises(CalibexpError) as err:
+        load_spec(spec_with(tmp_path, **changes), root=ROOT)
+    assert message in str(err.value)
+
+
+def test_unreachable_storage_is_one_line_before_any_trial(tracking_store, tmp_path):
+    spec = load_spec(SMOKE, root=ROOT)
+    for url, fragment in (
+        ("postgresql+psycopg2://calibexp@127.0.0.1:1/optuna", "cannot open the study storage"),
+        (f"sqlite:///{tmp_path}/no/such/dir/optuna.db", "cannot open the study storage"),
+    ):
+        with pytest.raises(CalibexpError, match=fragment) as err:
+            run_study(spec, url)
+        assert "\n" not in str(err.value)
+    client = MlflowClient(tracking_store)
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
