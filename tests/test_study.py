@@ -161,3 +161,9 @@ def test_unreachable_storage_is_one_line_before_any_trial(tracking_store, tmp_pa
         assert "\n" not in str(err.value)
     client = MlflowClient(tracking_store)
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_spec_is_valid(path):
+    spec = load_spec(path, root=ROOT)
+    assert spec.space and spec.metrics and (spec.n_trials or spec.timeout_s)
