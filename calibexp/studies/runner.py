@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from typing import Any
 
 import optuna
@@ -32,10 +33,13 @@ from calibexp.tracking.run import experiment_id_for, get_run, tracking_client
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 PARENT_ATTR = "mlflow_parent_run_id"
 FINAL_ATTR = "final_evaluation"
-HEARTBEAT_S, GRACE_S = 30, 90
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
+class SurplusTrial(Exception):
+    """Raised by a trial that started after the study's budget was taken by older trials."""
+
+
+def open_storage(url: str, heartbeat_s: float = 30) -> optuna.storages.RDBStorage:
     """The study storage, with heartbeat and one retry of a trial whose worker died."""
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
@@ -44,11 +48,9 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         return optuna.storages.RDBStorage(
             url,
             engine_kwargs=engine_kwargs,
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=1
-            ),
+            heartbeat_interval=max(1, round(heartbeat_s)),
+            grace_period=max(3, round(3 * heartbeat_s)),
+            heartbeat_stale_trial_callback=retry_and_close_run,
         )
     except Exception as err:  # noqa: BLE001 - a bad URL, no server, no driver: one line
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -56,6 +58,31 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             f"cannot open the study storage {redact(url)}: {first}; give a reachable SQLAlchemy "
             "URL (sqlite:///optuna.db, postgresql+psycopg2://user@host:5432/optuna)"
         ) from None
+
+
+_retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+
+
+def retry_and_close_run(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """A trial whose worker stopped beating: re-enqueue it once with the same parameters, and end
+    its MLflow run KILLED (nobody else will) so no run is left RUNNING."""
+    _retry(study, trial)
+    client = tracking_client()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    stale = client.search_runs(
+        experiments,
+        filter_string=(
+            f"tags.`optuna.study` = '{study.study_name}' and "
+            f"tags.`optuna.trial_number` = '{trial.number}'"
+        ),
+    )
+    for run in stale:
+        if run.info.status == "RUNNING":
+            client.set_tag(run.info.run_id, "calibexp.trial_state", "FAIL")
+            client.set_tag(
+                run.info.run_id, "calibexp.end_reason", "worker died (no heartbeat); trial retried"
+            )
+            client.set_terminated(run.info.run_id, "KILLED")
 
 
 def redact(url: str) -> str:
@@ -94,7 +121,7 @@ def prepare(spec: StudySpec, storage_url: str) -> tuple[optuna.Study, str]:
     base = load_config(spec.base, list(spec.overrides))
     study = optuna.create_study(
         study_name=spec.name,
-        storage=open_storage(storage_url),
+        storage=open_storage(storage_url, spec.heartbeat_s),
         sampler=make_sampler(spec),
         pruner=make_pruner(spec, base.train.epochs),
         directions=list(spec.directions),
@@ -157,6 +184,9 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         from calibexp.run import TrialHooks, run_experiment
 
+        if self.spec.n_trials is not None and older_live(trial) >= self.spec.n_trials:
+            trial.study.stop()
+            raise SurplusTrial(f"trial {trial.number}: the budget is taken by older trials")
         values = suggest(trial, self.spec.space)
         cfg = load_config(self.spec.base, [*self.spec.overrides, *overrides_for(values)])
         last: dict[str, float] = {}
@@ -201,9 +231,25 @@ class Objective:
         return values_out[0] if len(values_out) == 1 else values_out
 
 
+def older_live(trial: optuna.Trial) -> int:
+    """Trials older than this one that finished or are still running: a worker that starts a
+    trial after the budget is spent by them gives it up, so several workers never overshoot."""
+    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    trials = trial.study.get_trials(deepcopy=False, states=live)
+    return sum(t.number < trial.number for t in trials)
+
+
 def finished(study: optuna.Study) -> int:
     states = (TrialState.COMPLETE, TrialState.PRUNED)
     return len(study.get_trials(deepcopy=False, states=states))
+
+
+def running(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def waiting(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def run_study(spec: StudySpec, storage_url: str | None = None) -> optuna.Study:
@@ -214,14 +260,25 @@ def run_study(spec: StudySpec, storage_url: str | None = None) -> optuna.Study:
         # the budget is the study's, shared by every worker on the storage
         states = (TrialState.COMPLETE, TrialState.PRUNED)
         callbacks.append(optuna.study.MaxTrialsCallback(spec.n_trials, states=states))
-    if spec.n_trials is None or finished(study) < spec.n_trials:
-        study.optimize(
-            Objective(spec, parent),
-            n_trials=spec.n_trials,
-            timeout=spec.timeout_s,
-            callbacks=callbacks,
-            gc_after_trial=True,
-        )
+    objective = Objective(spec, parent)
+    while True:
+        if spec.n_trials is None or finished(study) < spec.n_trials or waiting(study):
+            study.optimize(
+                objective,
+                n_trials=spec.n_trials,
+                timeout=spec.timeout_s,
+                callbacks=callbacks,
+                catch=(SurplusTrial,),
+                gc_after_trial=True,
+            )
+        # Trials other workers still run, or whose worker died: wait for them, failing (and
+        # retrying) the stale ones, so the study never ends with a RUNNING trial.
+        if spec.n_trials is None or not running(study):
+            if not waiting(study):
+                break
+            continue
+        time.sleep(spec.heartbeat_s)
+        optuna.storages.fail_stale_trials(study)
     if spec.n_trials is None or finished(study) >= spec.n_trials:
         summarise(study, spec, parent)
     return study

@@ -13,6 +13,7 @@ budget, validated in full before any trial starts.
     pruner: {name: median, n_warmup_steps: 2}       # median | successive_halving | hyperband | none
     n_trials: 20                                    # and/or timeout_s
     storage: null                           # null: sqlite:///optuna.db; or a SQLAlchemy URL
+    heartbeat_s: 30                         # a worker silent for 3x this has its trial retried
 
 ``when`` makes a parameter conditional: it is sampled only when the named, earlier-sampled
 parameter took that value.
@@ -46,6 +47,7 @@ TOP_KEYS = (
     "n_trials",
     "timeout_s",
     "storage",
+    "heartbeat_s",
 )
 
 
@@ -74,6 +76,7 @@ class StudySpec:
     n_trials: int | None
     timeout_s: float | None
     storage: str | None
+    heartbeat_s: float  # worker heartbeat; a trial silent for 3x this is failed and retried
     digest: str  # of the spec file's content: which spec a study was run with
 
     @property
@@ -145,6 +148,7 @@ def load_spec(path: str | Path, root: Path | None = None) -> StudySpec:
         n_trials=n_trials,
         timeout_s=timeout_s,
         storage=raw.get("storage"),
+        heartbeat_s=float(raw.get("heartbeat_s", 30)),
         digest=hashlib.sha256(text.encode()).hexdigest()[:16],
     )
     check_keys_exist(spec)
