@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument(
         "--storage",
         default="",
-        help="SQLAlchemy URL (default: the spec's, else sqlite:///optuna.db)",
+        help="SQLAlchemy URL (default: the spec's, else optuna.db beside a SQLite MLflow store)",
     )
     parser.add_argument(
         "--prepare-only",
@@ -34,11 +34,11 @@ def main() -> None:
 
     def body() -> None:
         from calibexp.studies import load_spec
-        from calibexp.studies.runner import DEFAULT_STORAGE, prepare, run_study
+        from calibexp.studies.runner import default_storage, prepare, run_study
 
         spec = load_spec(args.spec, root=ROOT)
         if args.prepare_only:
-            _, parent = prepare(spec, args.storage or spec.storage or DEFAULT_STORAGE)
+            _, parent = prepare(spec, args.storage or spec.storage or default_storage())
             print(f"calibexp: study {spec.name} ready, MLflow run {parent}", flush=True)
             return
         study = run_study(spec, args.storage or None)

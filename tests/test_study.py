@@ -3,6 +3,7 @@ study with a Pareto front; and every bad input stopped before a trial starts."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import optuna
@@ -82,9 +83,23 @@ def test_smoke_study_through_mlflow_run(tracking_store, tmp_path):
     } <= artifacts
 
 
-def test_two_objectives_give_a_pareto_front_and_no_pruning(tracking_store, tmp_path):
+def test_two_objectives_give_a_pareto_front_and_no_pruning(tracking_store, tmp_path, monkeypatch):
+    from calibexp.data import DATASETS
+
+    loads = []
+    digits = DATASETS.get("digits")
+
+    @functools.wraps(digits)  # the same signature: the config schema is made from it
+    def counted(**kwargs):
+        loads.append(1)
+        return digits(**kwargs)
+
+    monkeypatch.setitem(DATASETS._builders, "digits", counted)
     spec = load_spec(ROOT / "studies/smoke_pareto.yaml", root=ROOT)
-    study = run_study(spec, f"sqlite:///{tmp_path}/optuna.db")
+    study = run_study(spec)  # default storage: optuna.db beside the SQLite MLflow store
+    assert (tmp_path / "optuna.db").is_file()
+    # the trials share one load of the data; each final test evaluation makes its own
+    assert len(loads) == 1 + len(study.best_trials) < 1 + spec.n_trials
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * spec.n_trials
     client = MlflowClient(tracking_store)
     parent = study.user_attrs["mlflow_parent_run_id"]

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -31,6 +32,16 @@ from calibexp.studies.spec import Parameter, StudySpec
 from calibexp.tracking.run import experiment_id_for, get_run, tracking_client
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
+
+
+def default_storage() -> str:
+    """A SQLite study file beside a SQLite MLflow store (one process); else ./optuna.db."""
+    tracking = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if tracking.startswith("sqlite:///"):
+        return f"sqlite:///{Path(tracking[len('sqlite:///') :]).with_name('optuna.db')}"
+    return DEFAULT_STORAGE
+
+
 PARENT_ATTR = "mlflow_parent_run_id"
 FINAL_ATTR = "final_evaluation"
 
@@ -253,7 +264,7 @@ def waiting(study: optuna.Study) -> bool:
 
 
 def run_study(spec: StudySpec, storage_url: str | None = None) -> optuna.Study:
-    url = storage_url or spec.storage or DEFAULT_STORAGE
+    url = storage_url or spec.storage or default_storage()
     study, parent = prepare(spec, url)
     callbacks = []
     if spec.n_trials is not None:
@@ -288,11 +299,11 @@ def summarise(study: optuna.Study, spec: StudySpec, parent: str) -> None:
     """Log the study to its parent run, then evaluate the best trial(s) on test, once."""
     from calibexp.studies.summary import log_summary
 
+    if study.user_attrs.get(FINAL_ATTR):
+        return  # another worker finished the study and summarised it
+    study.set_user_attr(FINAL_ATTR, "started")
     client = tracking_client()
     log_summary(client, study, spec, parent)
-    if study.user_attrs.get(FINAL_ATTR):
-        return
-    study.set_user_attr(FINAL_ATTR, "started")
     from calibexp.reevaluate import reevaluate
 
     evaluated = {}
