@@ -105,12 +105,12 @@ def test_a_killed_worker_leaves_no_zombie(postgres, tmp_path):
     prepare(spec, storage, tracking, tmp_path)
     doomed = worker(spec, storage, tracking, tmp_path)
     deadline = time.time() + 120
-    while time.time() < deadline:  # wait until it is inside a trial, then kill it hard
+    while time.time() < deadline:  # wait until it is one epoch into a trial, then kill it hard
         study = optuna.load_study(study_name="killed", storage=storage)
-        if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if running and running[0].intermediate_values:  # 14 of its 15 epochs still to go
             break
-        time.sleep(0.2)
-    time.sleep(0.5)
+        time.sleep(0.1)
     doomed.send_signal(signal.SIGKILL)
     doomed.communicate()
     killed = optuna.load_study(study_name="killed", storage=storage).get_trials(
