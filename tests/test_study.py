@@ -122,7 +122,7 @@ def spec_with(tmp_path: Path, **changes) -> Path:
     for key, value in changes.items():
         raw[key] = value
     path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))  # space order matters (when:)
     return path
 
 
@@ -182,3 +182,112 @@ def test_unreachable_storage_is_one_line_before_any_trial(tracking_store, tmp_pa
 def test_every_shipped_spec_is_valid(path):
     spec = load_spec(path, root=ROOT)
     assert spec.space and spec.metrics and (spec.n_trials or spec.timeout_s)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {
+                "space": {
+                    "model.width": {"type": "int", "low": 8, "high": 64, "log": True, "step": 8}
+                }
+            },
+            "space.model.width: a log-scaled range cannot have a step",
+        ),
+        (
+            {"space": {"loss.gamma": {"type": "float", "low": 0, "high": 1, "step": 0}}},
+            "space.loss.gamma step 0, expected a positive number",
+        ),
+        (
+            {"space": {"optim.lr": {"type": "float", "low": -1.0, "high": 0.1}}},
+            "space.optim.lr: config key 'optim.lr': got -1.0",  # the low end is checked
+        ),
+        (
+            {"space": {"train.precision": {"type": "categorical", "choices": ["fp32", "fp16"]}}},
+            "train.precision': got 'fp16'",  # every choice is checked, not just the first
+        ),
+        (
+            {
+                "space": {
+                    "loss.gamma": {
+                        "type": "float",
+                        "low": 0,
+                        "high": 1,
+                        "when": {"loss.name": "focal"},
+                    }
+                }
+            },
+            "when {loss.name: 'focal'}: expected an earlier categorical parameter",
+        ),
+        ({"timeout_s": -5}, "timeout_s -5, expected a number of seconds > 0"),
+        ({"heartbeat_s": "30s"}, "heartbeat_s '30s', expected a number of seconds > 0"),
+        ({"objectives": ["val/nll"]}, "objectives entry 'val/nll', expected {metric"),
+        ({"space": ["loss.gamma"]}, "'space' must map config keys to ranges"),
+    ],
+)
+def test_more_bad_specs_fail_at_load(tmp_path, changes, message):
+    with pytest.raises(CalibexpError) as err:
+        load_spec(spec_with(tmp_path, **changes), root=ROOT)
+    assert message in str(err.value)
+
+
+def test_conditional_parameter_is_sampled_only_under_its_condition(tracking_store, tmp_path):
+    space = {
+        "loss.name": {"type": "categorical", "choices": ["focal", "ce"]},
+        "loss.gamma": {"type": "float", "low": 0.0, "high": 5.0, "when": {"loss.name": "focal"}},
+    }
+    spec = load_spec(
+        spec_with(
+            tmp_path,
+            space=space,
+            n_trials=6,
+            pruner={"name": "none"},
+            overrides=[
+                "train.epochs=1",
+                "model.width=8",
+                "train.progress=false",
+                "eval.diagram_every=0",
+            ],
+        ),
+        root=ROOT,
+    )
+    study = run_study(spec, f"sqlite:///{tmp_path}/optuna.db")
+    for trial in study.trials:
+        assert ("loss.gamma" in trial.params) == (trial.params["loss.name"] == "focal")
+    assert {t.params["loss.name"] for t in study.trials} == {"focal", "ce"}
+
+
+def test_diverging_trials_fail_and_the_worker_goes_on(tracking_store, tmp_path):
+    space = {"optim.lr": {"type": "categorical", "choices": [1.0e8]}}
+    spec = load_spec(
+        spec_with(
+            tmp_path,
+            space=space,
+            n_trials=2,
+            pruner={"name": "none"},
+            overrides=[
+                "train.epochs=2",
+                "model.width=8",
+                "train.progress=false",
+                "eval.diagram_every=0",
+            ],
+        ),
+        root=ROOT,
+    )
+    study = run_study(spec, f"sqlite:///{tmp_path}/optuna.db")  # returns: no crash
+    assert study.trials and all(t.state.name == "FAIL" for t in study.trials)
+    client = MlflowClient(tracking_store)
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    runs = children(client, parent)
+    assert runs and all(r.data.tags["calibexp.trial_state"] == "FAIL" for r in runs)
+    assert client.get_run(parent).info.status == "FINISHED"
+
+
+def test_a_time_budget_ends_and_summarises(tracking_store, tmp_path):
+    spec = load_spec(spec_with(tmp_path, n_trials=500, timeout_s=4), root=ROOT)
+    study = run_study(spec, f"sqlite:///{tmp_path}/optuna.db")
+    assert 1 <= len(study.trials) < 500
+    assert study.user_attrs["final_evaluation"] != "started"  # the summary ran to its end
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    assert MlflowClient(tracking_store).get_run(parent).info.status == "FINISHED"

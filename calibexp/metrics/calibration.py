@@ -119,7 +119,7 @@ def classwise_ece(p: Predictions, *, bins: int = 15) -> torch.Tensor:
     upper = probs[rows, cols]
     mass = torch.bincount(
         equal_width_bins(upper, bins) + offset[cols], weights=upper.double(), minlength=dump
-    )
+    ).double()  # bincount of nothing (all-NaN probabilities) comes back as int64
     mass[offset] += probs.sum(dim=0).double() - mass.view(k, bins).sum(dim=1)
     gap = hits - mass
     return (gap.abs().sum() / (n * k)).float()

@@ -228,7 +228,10 @@ class Objective:
         state = "FAIL"
         try:
             run_experiment(cfg, trial=hooks)
-            state = "COMPLETE"
+            values_out = tuple(last.get(m, math.nan) for m in self.spec.metrics)
+            # A diverged trial (NaN objective) is returned as NaN: Optuna records it FAIL and
+            # the study goes on.
+            state = "FAIL" if any(math.isnan(v) for v in values_out) else "COMPLETE"
         except EarlyStop:
             state = "PRUNED"
             raise optuna.TrialPruned() from None
@@ -236,9 +239,6 @@ class Objective:
             if hooks.run_id:
                 tracking_client().set_tag(hooks.run_id, "calibexp.trial_state", state)
                 trial.set_user_attr("mlflow_run_id", hooks.run_id)
-        values_out = tuple(last[m] for m in self.spec.metrics)
-        if any(math.isnan(v) for v in values_out):
-            raise CalibexpError(f"trial {trial.number}: {self.spec.metrics} is NaN")
         return values_out[0] if len(values_out) == 1 else values_out
 
 
@@ -272,27 +272,51 @@ def run_study(spec: StudySpec, storage_url: str | None = None) -> optuna.Study:
         states = (TrialState.COMPLETE, TrialState.PRUNED)
         callbacks.append(optuna.study.MaxTrialsCallback(spec.n_trials, states=states))
     objective = Objective(spec, parent)
+    deadline = None if spec.timeout_s is None else time.monotonic() + spec.timeout_s
     while True:
-        if spec.n_trials is None or finished(study) < spec.n_trials or waiting(study):
+        left = None if deadline is None else deadline - time.monotonic()
+        out_of_time = left is not None and left <= 0
+        if failing(study, spec):
+            print(f"calibexp: study {spec.name}: stopping, too many failed trials", flush=True)
+            break
+        if not out_of_time and (budget_left(study, spec) or waiting(study)):
+            # A trial that fails (an exception in training) is recorded FAIL, its run FAILED,
+            # and the worker goes on with the next one.
             study.optimize(
                 objective,
                 n_trials=spec.n_trials,
-                timeout=spec.timeout_s,
+                timeout=left,
                 callbacks=callbacks,
-                catch=(SurplusTrial,),
+                catch=(Exception,),
                 gc_after_trial=True,
             )
+            continue
         # Trials other workers still run, or whose worker died: wait for them, failing (and
         # retrying) the stale ones, so the study never ends with a RUNNING trial.
-        if spec.n_trials is None or not running(study):
-            if not waiting(study):
-                break
-            continue
+        if not running(study):
+            if waiting(study) and not out_of_time:
+                continue
+            break
         time.sleep(spec.heartbeat_s)
         optuna.storages.fail_stale_trials(study)
-    if spec.n_trials is None or finished(study) >= spec.n_trials:
-        summarise(study, spec, parent)
+    summarise(study, spec, parent)
     return study
+
+
+def failing(study: optuna.Study, spec: StudySpec) -> bool:
+    """As many failed trials as the budget (or 10 with a time budget): the spec is broken,
+    not unlucky; stop instead of failing forever."""
+    failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+    return failed >= max(3, spec.n_trials or 10) and not study.best_trials
+
+
+def budget_left(study: optuna.Study, spec: StudySpec) -> bool:
+    """Whether another trial may start: finished and running trials leave room in n_trials (an
+    idle worker does not start trials that would only give up)."""
+    if spec.n_trials is None:
+        return True
+    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return len(study.get_trials(deepcopy=False, states=live)) < spec.n_trials
 
 
 def summarise(study: optuna.Study, spec: StudySpec, parent: str) -> None:

@@ -15,7 +15,7 @@ budget, validated in full before any trial starts.
     storage: null                           # null: sqlite:///optuna.db; or a SQLAlchemy URL
     heartbeat_s: 30                         # a worker silent for 3x this has its trial retried
 
-``when`` makes a parameter conditional: it is sampled only when the named, earlier-sampled
+``when`` makes a parameter conditional: it is sampled only when the named earlier categorical
 parameter took that value.
 """
 
@@ -112,7 +112,10 @@ def load_spec(path: str | Path, root: Path | None = None) -> StudySpec:
     root = root or Path.cwd()
     base = root / _required(raw, "base", where)
     overrides = tuple(str(o) for o in raw.get("overrides") or ())
+    if not isinstance(raw.get("space") or {}, dict):
+        raise CalibexpError(f"{where}: 'space' must map config keys to ranges")
     space = tuple(_parameter(key, value, where) for key, value in (raw.get("space") or {}).items())
+    _check_conditions(space, where)
     if not space:
         raise CalibexpError(f"{where}: 'space' is empty; name at least one config key to tune")
     metrics, directions = _objectives(raw.get("objectives"), where)
@@ -132,6 +135,10 @@ def load_spec(path: str | Path, root: Path | None = None) -> StudySpec:
             "set pruner: {name: none}"
         )
     n_trials, timeout_s = raw.get("n_trials"), raw.get("timeout_s")
+    for key in ("timeout_s", "heartbeat_s"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+            raise CalibexpError(f"{where}: {key} {value!r}, expected a number of seconds > 0")
     if n_trials is None and timeout_s is None:
         raise CalibexpError(f"{where}: give a budget: n_trials and/or timeout_s")
     if n_trials is not None and (not isinstance(n_trials, int) or n_trials < 1):
@@ -182,7 +189,17 @@ def _parameter(key: str, value: Any, where: str) -> Parameter:
         raise CalibexpError(f"{where}: space.{key} is log-scaled, so low must be > 0 (got {low})")
     if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
         raise CalibexpError(f"{where}: space.{key} is an int range; low and high must be integers")
-    return Parameter(key, kind, low, high, log, value.get("step"), when=when)
+    step = value.get("step")
+    if step is not None:
+        if log:
+            raise CalibexpError(f"{where}: space.{key}: a log-scaled range cannot have a step")
+        whole = kind != "int" or float(step).is_integer()
+        if not isinstance(step, (int, float)) or step <= 0 or not whole:
+            raise CalibexpError(
+                f"{where}: space.{key} step {step!r}, expected a positive "
+                f"{'integer' if kind == 'int' else 'number'}"
+            )
+    return Parameter(key, kind, low, high, log, step, when=when)
 
 
 def _objectives(raw: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -193,6 +210,10 @@ def _objectives(raw: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]
     known = objective_metrics()
     metrics, directions = [], []
     for entry in raw:
+        if not isinstance(entry, dict):
+            raise CalibexpError(
+                f"{where}: objectives entry {entry!r}, expected {{metric: ..., direction: ...}}"
+            )
         metric, direction = entry.get("metric"), entry.get("direction", "minimize")
         if metric not in known:
             raise CalibexpError(
@@ -206,11 +227,28 @@ def _objectives(raw: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]
     return tuple(metrics), tuple(directions)
 
 
-def sample_value(parameter: Parameter) -> Any:
-    """A value inside the parameter's range, for checking keys before any trial."""
+def _check_conditions(space: tuple[Parameter, ...], where: str) -> None:
+    """``when: {key: value}`` must name an earlier categorical parameter and one of its
+    choices, or the parameter would silently never be sampled."""
+    earlier: dict[str, Parameter] = {}
+    for parameter in space:
+        for key, value in parameter.when.items():
+            source = earlier.get(key)
+            if source is None or source.type != "categorical" or value not in source.choices:
+                raise CalibexpError(
+                    f"{where}: space.{parameter.key} when {{{key}: {value!r}}}: expected an "
+                    "earlier categorical parameter of the space and one of its choices"
+                )
+        earlier[parameter.key] = parameter
+
+
+def sample_values(parameter: Parameter) -> list[Any]:
+    """Values that span the parameter's range (both ends, every choice), for checking keys and
+    ranges before any trial."""
     if parameter.type == "categorical":
-        return parameter.choices[0]
-    return int(parameter.low) if parameter.type == "int" else float(parameter.low)
+        return list(parameter.choices)
+    cast = int if parameter.type == "int" else float
+    return [cast(parameter.low), cast(parameter.high)]
 
 
 def check_keys_exist(spec: StudySpec) -> None:
@@ -219,10 +257,15 @@ def check_keys_exist(spec: StudySpec) -> None:
     if not spec.base.is_file():
         raise CalibexpError(f"study {spec.name}: base config not found: {spec.base}")
     for parameter in spec.space:
-        conditions = [f"{k}={yaml.safe_dump(v).strip()}" for k, v in parameter.when.items()]
-        value = yaml.safe_dump(sample_value(parameter), default_flow_style=True).strip()
-        value = value.removesuffix("\n...").strip()
-        try:
-            load_config(spec.base, [*spec.overrides, *conditions, f"{parameter.key}={value}"])
-        except CalibexpError as err:
-            raise CalibexpError(f"study {spec.name}: space.{parameter.key}: {err}") from None
+        conditions = [f"{k}={_yaml(v)}" for k, v in parameter.when.items()]
+        for sample in sample_values(parameter):
+            try:
+                load_config(
+                    spec.base, [*spec.overrides, *conditions, f"{parameter.key}={_yaml(sample)}"]
+                )
+            except CalibexpError as err:
+                raise CalibexpError(f"study {spec.name}: space.{parameter.key}: {err}") from None
+
+
+def _yaml(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
