@@ -83,6 +83,10 @@ def check_study(name: str, storage: str, tracking: str, retried: int) -> optuna.
     assert all(r.info.status != "RUNNING" for r in runs)
     retries = [t for t in study.trials if "failed_trial" in t.system_attrs]
     assert len(retries) == retried
+    # one worker summarised and evaluated the best trial on test, once
+    best_run = study.best_trial.user_attrs["mlflow_run_id"]
+    evaluations = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == best_run]
+    assert len(evaluations) == 1 and "test/acc" in evaluations[0].data.metrics
     return study
 
 

@@ -299,7 +299,7 @@ def run_study(spec: StudySpec, storage_url: str | None = None) -> optuna.Study:
             break
         time.sleep(spec.heartbeat_s)
         optuna.storages.fail_stale_trials(study)
-    summarise(study, spec, parent)
+    summarise(study, spec, parent, url)
     return study
 
 
@@ -319,12 +319,17 @@ def budget_left(study: optuna.Study, spec: StudySpec) -> bool:
     return len(study.get_trials(deepcopy=False, states=live)) < spec.n_trials
 
 
-def summarise(study: optuna.Study, spec: StudySpec, parent: str) -> None:
+def summarise(study: optuna.Study, spec: StudySpec, parent: str, url: str) -> None:
     """Log the study to its parent run, then evaluate the best trial(s) on test, once."""
     from calibexp.studies.summary import log_summary
 
-    if study.user_attrs.get(FINAL_ATTR):
-        return  # another worker finished the study and summarised it
+    # The claim is atomic: creating a study name is unique in the storage, so of several
+    # workers that finish together exactly one summarises (a user attribute would be
+    # check-then-set). The marker study "<name>:summary" holds no trials.
+    try:
+        optuna.create_study(study_name=f"{spec.name}:summary", storage=open_storage(url))
+    except optuna.exceptions.DuplicatedStudyError:
+        return  # another worker finished the study and summarises it
     study.set_user_attr(FINAL_ATTR, "started")
     client = tracking_client()
     log_summary(client, study, spec, parent)
