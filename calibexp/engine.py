@@ -8,6 +8,7 @@ per epoch (a ``.item()`` per step would stall a GPU at every step).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -45,8 +46,6 @@ def describe_device(device: torch.device) -> str:
     cores")."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    import os
-
     return f"{device.type.upper()}, {os.cpu_count()} cores"
 
 

@@ -20,8 +20,8 @@ import torch
 
 from calibexp.data.loader import DeviceLoader
 from calibexp.engine import predict
-from calibexp.metrics import CALIBRATORS, metric_suite
-from calibexp.plots import plot_reliability, plot_reliability_row, prepare_reliability
+from calibexp.metrics import CALIBRATORS, Predictions, suite_of
+from calibexp.plots import plot_reliability, plot_reliability_row, reliability_of
 
 BEFORE_AFTER = "plots/reliability_test_before_after.png"
 
@@ -49,10 +49,9 @@ def evaluate_and_log(
         variants.append((f"test_{split}", test_logits / temperature, title))
     panels = []
     for split, logits, title in variants:
-        metrics.update(
-            {f"{split}/{k}": v for k, v in metric_suite(logits, test_targets, bins=bins).items()}
-        )
-        data = prepare_reliability(logits, test_targets, bins=bins)
+        p = Predictions(logits, test_targets)
+        metrics.update({f"{split}/{k}": v for k, v in suite_of(p, bins=bins).items()})
+        data = reliability_of(p, bins=bins)  # shares the suite's softmax and smECE bandwidth
         run.log_figure(partial(plot_reliability, data, title), f"plots/reliability_{split}.png")
         run.log_json(data.to_dict(), f"tables/reliability_{split}.json")
         panels.append((data, title))

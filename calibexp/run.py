@@ -32,10 +32,10 @@ from calibexp.engine import autocast_for, current_lr, predict, resolve_device, t
 from calibexp.errors import CalibexpError, EarlyStop
 from calibexp.evaluation import evaluate_and_log
 from calibexp.losses import LOSSES
-from calibexp.metrics import metric_suite
+from calibexp.metrics import Predictions, suite_of
 from calibexp.models import BACKBONES
 from calibexp.optim import OPTIMIZERS, SCHEDULES
-from calibexp.plots import prepare_reliability
+from calibexp.plots import reliability_of
 from calibexp.registry import hyperparameters
 from calibexp.seeding import epoch_generator, rng_state, seed_everything, set_rng_state
 from calibexp.tracking.checkpoints import BEST, LAST, load_checkpoint
@@ -197,11 +197,10 @@ def fit(
         parts.scheduler.step()
         metrics, diagram = {**train, "lr": lr}, None
         if epoch in val_epochs:
-            val_logits, val_targets = predict(parts.model, parts.val_loader, parts.autocast)
-            bins = cfg.eval.ece_bins
-            metrics.update(prefixed("val", metric_suite(val_logits, val_targets, bins=bins)))
-            if epoch in diagram_epochs:
-                diagram = prepare_reliability(val_logits, val_targets, bins=bins).to_dict()
+            val = Predictions(*predict(parts.model, parts.val_loader, parts.autocast))
+            metrics.update(prefixed("val", suite_of(val, bins=cfg.eval.ece_bins)))
+            if epoch in diagram_epochs:  # reuses the suite's softmax, order and smECE bandwidth
+                diagram = reliability_of(val, bins=cfg.eval.ece_bins).to_dict()
         improved = cfg.eval.best_metric in metrics and best.update(
             metrics[cfg.eval.best_metric], epoch
         )

@@ -12,19 +12,12 @@ from sklearn.metrics import log_loss
 
 from calibexp.errors import CalibexpError
 from calibexp.metrics import CALIBRATORS, METRICS, Predictions, fit_temperature, metric_suite
+from tests.torrvision_reference import ece_reference
 
 
-def ece_reference(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """torrvision's ECELoss, written out with a loop over bins ((lo, hi] membership)."""
-    conf = probs.max(1)
-    acc = (probs.argmax(1) == labels).astype(float)
-    edges = np.linspace(0, 1, bins + 1)
-    total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        member = (conf > lo) & (conf <= hi)
-        if member.any():
-            total += member.mean() * abs(acc[member].mean() - conf[member].mean())
-    return total
+def top_label_ece(probs: np.ndarray, labels: np.ndarray) -> float:
+    """torrvision's ECELoss on class probabilities (tests/torrvision_reference.py)."""
+    return ece_reference(probs.max(1), (probs.argmax(1) == labels).astype(float))
 
 
 def test_ece_by_hand():
@@ -52,7 +45,7 @@ def test_suite_against_references(k, n):
     )
     onehot = np.eye(k)[targets.numpy()]
     assert got["brier"] == pytest.approx(((probs - onehot) ** 2).sum(1).mean(), rel=1e-5)
-    assert got["ece_15"] == pytest.approx(ece_reference(probs, targets.numpy()), abs=1e-6)
+    assert got["ece_15"] == pytest.approx(top_label_ece(probs, targets.numpy()), abs=1e-6)
 
 
 def test_one_hot_confident_all_wrong_has_ece_one():
@@ -88,7 +81,7 @@ def torrvision_grid_search(logits: torch.Tensor, targets: torch.Tensor) -> float
     for i in range(1, 101):
         t = i / 10
         probs = torch.softmax(logits / t, 1).double().numpy()
-        err = ece_reference(probs, targets.numpy())
+        err = top_label_ece(probs, targets.numpy())
         if err < best_ece - 1e-12:  # strict, as torrvision's `if ece_val > after_temperature_ece`
             best_t, best_ece = t, err
     return best_t

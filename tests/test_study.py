@@ -232,26 +232,26 @@ def test_more_bad_specs_fail_at_load(tmp_path, changes, message):
     assert message in str(err.value)
 
 
+def tiny_study(tmp_path: Path, space: dict, n_trials: int, epochs: int):
+    """The smoke spec with ``space``, unpruned, on 8-wide CNNs for ``epochs`` epochs."""
+    overrides = [
+        f"train.epochs={epochs}",
+        "model.width=8",
+        "train.progress=false",
+        "eval.diagram_every=0",
+    ]
+    path = spec_with(
+        tmp_path, space=space, n_trials=n_trials, pruner={"name": "none"}, overrides=overrides
+    )
+    return load_spec(path, root=ROOT)
+
+
 def test_conditional_parameter_is_sampled_only_under_its_condition(tracking_store, tmp_path):
     space = {
         "loss.name": {"type": "categorical", "choices": ["focal", "ce"]},
         "loss.gamma": {"type": "float", "low": 0.0, "high": 5.0, "when": {"loss.name": "focal"}},
     }
-    spec = load_spec(
-        spec_with(
-            tmp_path,
-            space=space,
-            n_trials=6,
-            pruner={"name": "none"},
-            overrides=[
-                "train.epochs=1",
-                "model.width=8",
-                "train.progress=false",
-                "eval.diagram_every=0",
-            ],
-        ),
-        root=ROOT,
-    )
+    spec = tiny_study(tmp_path, space, n_trials=6, epochs=1)
     study = run_study(spec, f"sqlite:///{tmp_path}/optuna.db")
     for trial in study.trials:
         assert ("loss.gamma" in trial.params) == (trial.params["loss.name"] == "focal")
@@ -260,21 +260,7 @@ def test_conditional_parameter_is_sampled_only_under_its_condition(tracking_stor
 
 def test_diverging_trials_fail_and_the_worker_goes_on(tracking_store, tmp_path):
     space = {"optim.lr": {"type": "categorical", "choices": [1.0e8]}}
-    spec = load_spec(
-        spec_with(
-            tmp_path,
-            space=space,
-            n_trials=2,
-            pruner={"name": "none"},
-            overrides=[
-                "train.epochs=2",
-                "model.width=8",
-                "train.progress=false",
-                "eval.diagram_every=0",
-            ],
-        ),
-        root=ROOT,
-    )
+    spec = tiny_study(tmp_path, space, n_trials=2, epochs=2)
     study = run_study(spec, f"sqlite:///{tmp_path}/optuna.db")  # returns: no crash
     assert study.trials and all(t.state.name == "FAIL" for t in study.trials)
     client = MlflowClient(tracking_store)

@@ -105,6 +105,3 @@ class Predictions:
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
-
-    def scaled(self, temperature: float) -> "Predictions":
-        return Predictions(self.logits / temperature, self.targets)

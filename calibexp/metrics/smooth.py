@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from calibexp.metrics.predictions import Predictions, argsort
+from calibexp.metrics.predictions import Predictions
 from calibexp.metrics.registry import METRICS
 
 MESH_POINTS = 200  # relplot's config.smECE_mesh_pts
@@ -161,39 +161,36 @@ def _fixed_point(grids: _Grids, eps: float = 1e-3, halvings: int = 10) -> float:
     return high
 
 
-def _sorted(f: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    order = argsort(f)
-    return f[order], y[order]
+def _bandwidth(p: Predictions) -> tuple[_Grids, float]:
+    """The samples on their grids and σ*, found once per ``Predictions``: the smECE metric and
+    the smooth reliability curve of the same predictions share one bisection."""
+
+    def compute() -> tuple[_Grids, float]:
+        grids = _Grids(p.confidence.double()[p.order], p.correct.double()[p.order])
+        return grids, _fixed_point(grids)
+
+    return p.memo("smece_bandwidth", compute)
 
 
-def smece_of(f: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """(smECE, σ*) of confidences f and outcomes y, both float64 [N]."""
-    grids = _Grids(*_sorted(f, y))
-    sigma = _fixed_point(grids)
-    return smece_sigma(grids, sigma).item(), sigma
-
-
-def smooth_reliability(f: torch.Tensor, y: torch.Tensor, points: int = 200) -> dict[str, list]:
+def smooth_reliability(p: Predictions, points: int = 200) -> dict[str, list]:
     """relplot's smooth reliability curve (``prepare_rel_diagram`` without its bootstrap):
     on a mesh of ``points`` confidences t, the kernel-smoothed accuracy
     μ(t) = (K_σ* * y)(t) / ((K_σ* * 1)(t) + 1e-4) and the density of confidences
     (K_σ* * 1)(t) / N, at the smECE bandwidth σ*. Returns mesh, accuracy, density, sigma, smece."""
-    grids = _Grids(*_sorted(f, y))
-    sigma = _fixed_point(grids)
-    mesh = torch.linspace(0, 1, points, dtype=f.dtype, device=f.device)
+    grids, sigma = _bandwidth(p)
+    mesh = torch.linspace(0, 1, points, dtype=grids.f.dtype, device=grids.f.device)
     outcome, mass = grids.smoothed(("y", "mass"), sigma, mesh)
     return {
         "mesh": mesh.tolist(),
         "accuracy": (outcome / (mass + DENSITY_EPS)).tolist(),
-        "density": (mass / len(f)).tolist(),
+        "density": (mass / len(p)).tolist(),
         "sigma": sigma,
-        "smece": smece_sigma(grids, sigma).item(),
+        "smece": smece(p).item(),
     }
 
 
 @METRICS.register("smece")
 def smece(p: Predictions) -> torch.Tensor:
     """Smooth ECE of the top-label confidence (see the module docstring)."""
-    grids = _Grids(p.confidence.double()[p.order], p.correct.double()[p.order])
-    value = smece_sigma(grids, _fixed_point(grids))
-    return value.float()
+    grids, sigma = _bandwidth(p)
+    return smece_sigma(grids, sigma).float()

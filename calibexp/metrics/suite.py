@@ -32,7 +32,14 @@ def metric_suite(
     bins: int = 15,
     names: tuple[str, ...] = DEFAULT_SUITE,
 ) -> dict[str, float]:
-    p = Predictions(logits, targets)
+    return suite_of(Predictions(logits, targets), bins=bins, names=names)
+
+
+def suite_of(
+    p: Predictions, *, bins: int = 15, names: tuple[str, ...] = DEFAULT_SUITE
+) -> dict[str, float]:
+    """The suite on predictions already wrapped (a reliability diagram of the same ``p`` then
+    reuses its softmax, order and smECE bandwidth)."""
     values: dict[str, torch.Tensor] = {}
     for name in names:
         if name in BINNED:

@@ -7,6 +7,7 @@ from calibexp.plots.reliability import (
     plot_reliability,
     plot_reliability_row,
     prepare_reliability,
+    reliability_of,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "plot_reliability",
     "plot_reliability_row",
     "prepare_reliability",
+    "reliability_of",
 ]

@@ -64,7 +64,11 @@ class ReliabilityData:
 def prepare_reliability(
     logits: torch.Tensor, targets: torch.Tensor, bins: int = 15
 ) -> ReliabilityData:
-    p = Predictions(logits, targets)
+    return reliability_of(Predictions(logits, targets), bins)
+
+
+def reliability_of(p: Predictions, bins: int = 15) -> ReliabilityData:
+    """The diagram's data from predictions already wrapped (shared with ``suite_of``)."""
     idx = equal_width_bins(p.confidence, bins)
     counts = torch.bincount(idx, minlength=bins).double()
     acc_sum = torch.bincount(idx, weights=p.correct.double(), minlength=bins)
@@ -74,7 +78,7 @@ def prepare_reliability(
     nonempty = counts > 0
     acc = torch.where(nonempty, acc_sum / counts.clamp(min=1), torch.zeros_like(counts))
     conf = torch.where(nonempty, conf_sum / counts.clamp(min=1), centres)
-    curve = smooth_reliability(p.confidence.double(), p.correct.double())
+    curve = smooth_reliability(p)
     return ReliabilityData(
         edges=edges.tolist(),
         counts=[int(c) for c in counts.tolist()],

@@ -250,11 +250,6 @@ def older_live(trial: optuna.Trial) -> int:
     return sum(t.number < trial.number for t in trials)
 
 
-def finished(study: optuna.Study) -> int:
-    states = (TrialState.COMPLETE, TrialState.PRUNED)
-    return len(study.get_trials(deepcopy=False, states=states))
-
-
 def running(study: optuna.Study) -> bool:
     return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
