@@ -35,9 +35,11 @@ class TimedRecorder:
 
 
 def one_round(cfg, tracked: bool) -> tuple[list[float], float]:
-    from calibexp.run import BestSoFar, build_parts, fit, run_tags
+    from calibexp.parts import build_parts
+    from calibexp.run import run_tags
     from calibexp.tracking.recorder import EpochRecorder, NoRecorder
     from calibexp.tracking.run import TrackedRun, experiment_id_for, tracking_client
+    from calibexp.training import BestSoFar, fit
 
     parts = build_parts(cfg)
     run = None
@@ -46,7 +48,9 @@ def one_round(cfg, tracked: bool) -> tuple[list[float], float]:
         run = TrackedRun.create(
             client, experiment_id_for(client, "benchmark"), None, run_tags(cfg, parts.data)
         )
-        inner = EpochRecorder(run, cfg.tracking.flush_every_s, cfg.train.epochs)
+        inner = EpochRecorder(
+            run, cfg.tracking.flush_every_s, cfg.tracking.checkpoint_every_s, cfg.train.epochs
+        )
     else:
         inner = NoRecorder()
     start = time.perf_counter()

@@ -6,6 +6,13 @@ result = run_experiment(load_config("configs/demo.yaml", ["train.epochs=2"]))
 
 from calibexp.config import ExperimentConfig, load_config
 from calibexp.errors import CalibexpError
-from calibexp.run import RunResult, run_experiment
+from calibexp.run import Outcome, RunResult, run_experiment
 
-__all__ = ["CalibexpError", "ExperimentConfig", "RunResult", "load_config", "run_experiment"]
+__all__ = [
+    "CalibexpError",
+    "ExperimentConfig",
+    "Outcome",
+    "RunResult",
+    "load_config",
+    "run_experiment",
+]

@@ -1,8 +1,10 @@
 """What every entry point shares: one-line errors, exit codes, SIGTERM handled like Ctrl-C.
 
-Exit codes: 0 done; 2 bad input (a ``CalibexpError``: one line, no traceback); 130 interrupted
-(SIGINT or SIGTERM; the run is marked KILLED and its last checkpoint kept). Anything else is a
-bug and keeps its traceback.
+Exit codes: 0 done (also: nothing to do, the config was trained or is held by a live worker);
+2 bad input (a ``CalibexpError``: one line, no traceback); 3 this worker's run was taken over
+by another worker while it was paused (it stopped writing; the run goes on elsewhere); 130
+interrupted (SIGINT or SIGTERM; the run is marked KILLED and its last checkpoint kept).
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from calibexp.errors import CalibexpError
+from calibexp.errors import CalibexpError, LeaseLost
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -36,6 +38,9 @@ def main_guard(body: Callable[[], object]) -> NoReturn:
     except CalibexpError as err:
         print(f"calibexp: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except LeaseLost as err:
+        print(f"calibexp: {err}", file=sys.stderr, flush=True)
+        sys.exit(3)
     except KeyboardInterrupt:
         print(
             "calibexp: interrupted; the run is marked KILLED, its last checkpoint is kept "

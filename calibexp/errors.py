@@ -19,3 +19,8 @@ def require(ok: bool, key: str, value: object, expected: str) -> None:
 class EarlyStop(Exception):
     """Training stopped on purpose before its last epoch (a study pruned the trial); the run ends
     KILLED with this message as its reason, everything trained so far recorded."""
+
+
+class LeaseLost(Exception):
+    """This worker's hold on a run was taken over by another worker (it was paused or cut off
+    past its lease). It must not write to the run again: the run is not ended by it either."""

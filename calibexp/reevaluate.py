@@ -10,7 +10,8 @@ from __future__ import annotations
 from calibexp.config import flatten, to_yaml
 from calibexp.engine import autocast_for, resolve_device
 from calibexp.evaluation import evaluate_and_log
-from calibexp.run import RunResult, build_data, build_model, guarded, run_tags, source_config
+from calibexp.parts import build_data, build_model
+from calibexp.run import RunResult, guarded, run_tags, source_config
 from calibexp.seeding import seed_everything
 from calibexp.tracking.checkpoints import load_checkpoint
 from calibexp.tracking.run import TrackedRun, get_run, host_tags, tracking_client

@@ -1,46 +1,56 @@
-"""One experiment, from a validated config to a finished MLflow run.
+"""One experiment, from a validated config to a finished MLflow run, with the MLflow store as
+the run registry (``calibexp.tracking.registry``).
 
-    result = run_experiment(load_config("configs/demo.yaml"))
+    outcome = run_experiment(load_config("configs/demo.yaml"))
 
-1. open the run (the one ``mlflow run`` created, a resumed one, or a new one) and record what
-   defines it: flattened params, tags, ``config.yaml``;
-2. build data, model, loss, optimiser and schedule from the registries;
-3. train epoch by epoch, recording metrics and checkpoints (``fit``);
-4. evaluate once on test, before and after temperature scaling fitted on val (``evaluation``).
+The lifecycle, in order:
 
-A run that raises or is interrupted ends FAILED or KILLED with the reason in the tag
-``calibexp.end_reason``; it is never left RUNNING, and its last checkpoint stays usable.
+1. **claim**: the config's registry key is looked up in the target experiment before any data
+   is built. FINISHED: nothing to train. Held by a live worker: nothing to train. Dead
+   (KILLED, FAILED, or RUNNING with an expired lease): claim the next attempt and resume it.
+   None: build the parts (bad settings fail before a claim or a run exists), claim attempt 1.
+2. **open or resume** the run under a lease that a timer thread renews; a resumed run continues
+   from its last checkpoint with its own logged config, except this machine's
+   ``MACHINE_KEYS`` (data root, device, tracking).
+3. **fit** (``calibexp.training``), recording metrics, checkpoints and diagrams.
+4. **evaluate** once on test, before and after each calibrator fitted on val.
+5. **finish**: FINISHED; or KILLED / FAILED with the reason in ``calibexp.end_reason``, never
+   RUNNING. A worker whose lease was taken over writes nothing more and leaves the run to its
+   new holder.
+
+A run started by ``mlflow run`` trains in a run of its own; the launcher run is marked as
+pointing at it (``calibexp.tracking.launcher``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import os
-import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from mlflow.tracking import MlflowClient
 
-from calibexp.config import ExperimentConfig, config_from_dict, flatten, run_key, to_dict, to_yaml
-from calibexp.data import DATASETS, DataBundle, DeviceLoader
+from calibexp.config import (
+    MACHINE_KEYS,
+    ExperimentConfig,
+    config_from_dict,
+    flatten,
+    run_key,
+    to_yaml,
+    with_machine_keys,
+    with_overrides,
+)
+from calibexp.data import DataBundle
 from calibexp.diagrams import VAL_SERIES, log_evolution, log_val_diagram
-from calibexp.engine import autocast_for, current_lr, predict, resolve_device, train_one_epoch
-from calibexp.errors import CalibexpError, EarlyStop
+from calibexp.errors import CalibexpError, LeaseLost
 from calibexp.evaluation import evaluate_and_log
-from calibexp.losses import LOSSES
-from calibexp.metrics import Predictions, suite_of
-from calibexp.models import BACKBONES
-from calibexp.optim import OPTIMIZERS, SCHEDULES
-from calibexp.plots import reliability_of
-from calibexp.registry import hyperparameters
-from calibexp.seeding import epoch_generator, rng_state, seed_everything, set_rng_state
+from calibexp.parts import Parts, build_parts
 from calibexp.tracking.checkpoints import BEST, LAST, load_checkpoint
-from calibexp.tracking.liveness import assert_resumable
-from calibexp.tracking.recorder import EpochRecorder, NoRecorder
+from calibexp.tracking.launcher import mark_launcher
+from calibexp.tracking.recorder import EpochRecorder
+from calibexp.tracking.registry import ATTEMPT_TAG, KEY_TAG, KeyState, Registry
 from calibexp.tracking.run import (
     TrackedRun,
     experiment_id_for,
@@ -49,50 +59,17 @@ from calibexp.tracking.run import (
     terminal_status,
     tracking_client,
 )
+from calibexp.training import BestSoFar, fit, restore
 
-
-@dataclass
-class Parts:
-    """Everything one run trains and evaluates with."""
-
-    cfg: ExperimentConfig
-    device: torch.device
-    data: DataBundle
-    train_loader: DeviceLoader
-    val_loader: DeviceLoader
-    test_loader: DeviceLoader
-    model: torch.nn.Module
-    loss: Any
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    autocast: Any
-
-
-@dataclass
-class BestSoFar:
-    """The best value of ``eval.best_metric`` and the epoch it was reached."""
-
-    mode: str
-    value: float | None = None
-    epoch: int = -1
-
-    def update(self, value: float, epoch: int) -> bool:
-        better = (
-            self.value is None
-            or math.isnan(self.value)
-            or (value < self.value if self.mode == "min" else value > self.value)
-        )
-        if better and not math.isnan(value):
-            self.value, self.epoch = value, epoch
-            return True
-        return False
+HEADLINE = ("test/acc", "test/ece_15", "test_ts/ece_15", "test/nll", "test_ts/nll")
 
 
 @dataclass
 class TrialHooks:
-    """How a study trial differs from a plain run: a child of the study's parent run, data
-    shared between the trials of one process, a call after every epoch (which may raise
-    ``EarlyStop`` to prune), and no test evaluation (test is evaluated once, after the search)."""
+    """How a study trial differs from a plain run: a child of the study's parent run (Optuna,
+    not the registry, decides what a trial trains), data shared between the trials of one
+    process, a call after every epoch (which may raise ``EarlyStop`` to prune), and no test
+    evaluation (test is evaluated once, after the search)."""
 
     parent_run_id: str
     tags: dict[str, str]
@@ -108,177 +85,198 @@ class RunResult:
     metrics: dict[str, float]
 
 
-# ----------------------------------------------------------------------------- building
+@dataclass
+class Outcome:
+    """What ``run_experiment`` did with a config."""
+
+    state: str  # trained | finished (already) | held (by a live worker) | gave_up
+    run_id: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    attempt: int = 0
+    host: str | None = None
+    message: str = ""
 
 
-def build_data(
-    cfg: ExperimentConfig, device: torch.device, cache: dict[str, Any] | None = None
-) -> tuple[DataBundle, list[DeviceLoader]]:
-    """The dataset and its loaders; with ``cache``, a dataset already built with the same
-    settings in this process is reused (study trials load the data once)."""
-    key = repr(sorted(hyperparameters(cfg.data).items())) + cfg.data.name
-    if cache is not None and key in cache:
-        data = cache[key]
-    else:
-        data = DATASETS.build(cfg.data.name, **hyperparameters(cfg.data))
-        if cache is not None:
-            cache[key] = data
-    loaders = [
-        DeviceLoader(
-            data.train, cfg.train.batch_size, device, data.mean, data.std, data.train_augment
-        ),
-        DeviceLoader(data.val, cfg.eval.batch_size, device, data.mean, data.std),
-        DeviceLoader(data.test, cfg.eval.batch_size, device, data.mean, data.std),
-    ]
-    return data, loaders
-
-
-def build_model(cfg: ExperimentConfig, data: DataBundle, device: torch.device) -> torch.nn.Module:
-    model = BACKBONES.build(
-        cfg.model.name, data.num_classes, data.in_channels, **hyperparameters(cfg.model)
-    )
-    if device.type == "cuda":  # NHWC convolutions are the fast ones on tensor cores
-        model = model.to(memory_format=torch.channels_last)
-    return model.to(device)
-
-
-def build_parts(cfg: ExperimentConfig, data_cache: dict[str, Any] | None = None) -> Parts:
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed, cfg.deterministic)
-    data, (train_loader, val_loader, test_loader) = build_data(cfg, device, data_cache)
-    model = build_model(cfg, data, device)
-    optimizer = OPTIMIZERS.build(cfg.optim.name, model.parameters(), **hyperparameters(cfg.optim))
-    return Parts(
-        cfg=cfg,
-        device=device,
-        data=data,
-        train_loader=train_loader,
-        val_loader=val_loader,
-        test_loader=test_loader,
-        model=model,
-        loss=LOSSES.build(cfg.loss.name, **hyperparameters(cfg.loss)).to(device),
-        optimizer=optimizer,
-        scheduler=SCHEDULES.build(cfg.schedule.name, optimizer, **hyperparameters(cfg.schedule)),
-        autocast=autocast_for(device, cfg.train.precision),
-    )
-
-
-# ----------------------------------------------------------------------------- training
-
-
-def fit(
-    parts: Parts,
-    recorder: EpochRecorder | NoRecorder,
-    start_epoch: int,
-    best: BestSoFar,
-    after_epoch: Callable[[int, dict[str, float]], None] | None = None,
-) -> BestSoFar:
-    """Train from ``start_epoch`` to ``train.epochs``; the val suite on val epochs, a val
-    reliability diagram on diagram epochs, and a record every epoch."""
-    cfg = parts.cfg
-    val_epochs = set(cfg.eval.val_epochs(cfg.train.epochs))
-    diagram_epochs = set(cfg.eval.diagram_epochs(cfg.train.epochs))
-    for epoch in range(start_epoch, cfg.train.epochs):
-        started = time.perf_counter()
-        parts.loss.on_epoch_start(epoch)
-        lr = current_lr(parts.optimizer)
-        batches = parts.train_loader.batches(epoch_generator(cfg.seed, epoch, parts.device))
-        train = train_one_epoch(
-            parts.model,
-            parts.loss,
-            parts.optimizer,
-            batches,
-            steps=len(parts.train_loader),
-            autocast=parts.autocast,
-            grad_clip=cfg.train.grad_clip,
-            progress=cfg.train.progress,
-            desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-        )
-        parts.scheduler.step()
-        metrics, diagram = {**train, "lr": lr}, None
-        if epoch in val_epochs:
-            val = Predictions(*predict(parts.model, parts.val_loader, parts.autocast))
-            metrics.update(prefixed("val", suite_of(val, bins=cfg.eval.ece_bins)))
-            if epoch in diagram_epochs:  # reuses the suite's softmax, order and smECE bandwidth
-                diagram = reliability_of(val, bins=cfg.eval.ece_bins).to_dict()
-        improved = cfg.eval.best_metric in metrics and best.update(
-            metrics[cfg.eval.best_metric], epoch
-        )
-        recorder.end_epoch(
-            epoch, metrics, lambda e=epoch: training_state(parts, e, best), improved, diagram
-        )
-        print_epoch(epoch, cfg.train.epochs, metrics, time.perf_counter() - started)
-        if after_epoch is not None:
-            try:
-                after_epoch(epoch, metrics)
-            except EarlyStop:
-                recorder.flush(training_state(parts, epoch, best))  # keep what was trained
-                raise
-    return best
-
-
-def prefixed(split: str, metrics: dict[str, float]) -> dict[str, float]:
-    return {f"{split}/{key}": value for key, value in metrics.items()}
-
-
-def print_epoch(epoch: int, epochs: int, metrics: dict[str, float], seconds: float) -> None:
-    shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "lr")
-    print(
-        f"epoch {epoch + 1}/{epochs}  {shown}  lr {metrics['lr']:.3g}  ({seconds:.1f} s)",
-        flush=True,
-    )
-
-
-def training_state(parts: Parts, epoch: int, best: BestSoFar) -> dict[str, Any]:
-    return {
-        "model": parts.model.state_dict(),
-        "optimizer": parts.optimizer.state_dict(),
-        "scheduler": parts.scheduler.state_dict(),
-        "epoch": epoch,
-        "rng": rng_state(),
-        "best": dataclasses.asdict(best),
-        "config": to_dict(parts.cfg),
-    }
-
-
-def restore(parts: Parts, state: dict[str, Any]) -> tuple[int, BestSoFar]:
-    """Load a checkpoint into ``parts``; returns the next epoch and the best-so-far record."""
-    parts.model.load_state_dict(state["model"])
-    parts.optimizer.load_state_dict(state["optimizer"])
-    parts.scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
-    return int(state["epoch"]) + 1, BestSoFar(**state["best"])
-
-
-# ----------------------------------------------------------------------------- the run
+# ----------------------------------------------------------------------------- the lifecycle
 
 
 def run_experiment(
     cfg: ExperimentConfig | None = None,
     *,
     resume: str | None = None,
+    force: bool = False,
     trial: TrialHooks | None = None,
-) -> RunResult:
-    """Train and evaluate ``cfg`` into an MLflow run; or, with ``resume=<run id>``, continue that
-    run from its last checkpoint with its own logged config; or, with ``trial``, train it as a
-    study trial (``TrialHooks``)."""
+    data_cache: dict[str, Any] | None = None,
+) -> Outcome:
+    """Train ``cfg`` as the registry decides (above); with ``force``, train a new run anyway
+    (tagged ``calibexp.forced``); with ``resume=<run id>``, take that dead run over (``cfg``
+    then only carries this machine's keys; see ``config_for_resume``); with ``trial``, train
+    it as a study trial, outside the registry."""
     client = tracking_client()
+    if trial is not None:
+        assert cfg is not None
+        return _train_trial(client, cfg, trial)
     if resume:
-        run, cfg, checkpoint = _reopen(client, resume)
-        parts = guarded(run, lambda: build_parts(cfg), finish_on_success=False)
+        source = get_run(client, resume)
+        cfg = cfg or config_for_resume(client, resume, [])
+        experiment = source.info.experiment_id
+        key = source.data.tags.get(KEY_TAG) or run_key(cfg)
+    elif cfg is None:
+        raise CalibexpError("run_experiment needs a config or a run id to resume")
     else:
-        if cfg is None:
-            raise CalibexpError("run_experiment needs a config or a run id to resume")
-        # bad data or model settings fail before a run exists
-        parts = build_parts(cfg, trial.data_cache if trial else None)
-        run, checkpoint = _open_new(client, cfg, parts.data, trial), None
-    return guarded(run, lambda: _train_and_evaluate(run, parts, checkpoint, trial))
+        experiment = experiment_id_for(client, cfg.tracking.experiment)
+        key = run_key(cfg) + (f"-forced-{uuid.uuid4().hex[:8]}" if force else "")
+    registry = Registry(client, experiment, cfg.tracking)
+    state = registry.state(key)  # 1. claim: decided before any data is built
+    if resume:
+        _check_resumable(resume, state)
+    if state.kind in ("finished", "held", "exhausted"):
+        return _nothing_to_train(client, state)
+    if state.run is not None:  # 2. resume a dead run ...
+        return _take_over(registry, key, state, cfg, data_cache)
+    parts = build_parts(cfg, data_cache)  # ... or open a new one; bad settings fail here
+    if not registry.claim(key, state.attempt + 1):
+        return _nothing_to_train(client, registry.state(key))
+    run = _open(registry, key, state.attempt + 1, cfg, parts.data, force)
+    return _guarded_outcome(run, parts, None, state.attempt + 1)
+
+
+def _open(
+    registry: Registry,
+    key: str,
+    attempt: int,
+    cfg: ExperimentConfig,
+    data: DataBundle,
+    force: bool,
+) -> TrackedRun:
+    tags = {**run_tags(cfg, data), **host_tags(), KEY_TAG: key, ATTEMPT_TAG: str(attempt)}
+    if force:
+        tags["calibexp.forced"] = "true"
+    lease = registry.lease("", key, attempt)
+    tags.update(lease.tag())
+    run = TrackedRun.create(registry.client, registry.experiment_id, cfg.tracking.run_name, tags)
+    lease.run_id = run.run_id
+    run.hold(lease.start(), cfg.tracking.store_timeout_s)
+    mark_launcher(registry.client, run.run_id, f"trained in run {run.run_id}")
+    run.log_params(flatten(cfg))
+    run.log_text(to_yaml(cfg), "config.yaml")
+    print(f"calibexp: MLflow run {run.run_id}", flush=True)
+    return run
+
+
+def _take_over(
+    registry: Registry,
+    key: str,
+    state: KeyState,
+    local: ExperimentConfig,
+    data_cache: dict[str, Any] | None,
+) -> Outcome:
+    """Claim the next attempt of a dead run and continue it from its last checkpoint."""
+    attempt, run_id = state.attempt + 1, state.run.info.run_id
+    if not registry.claim(key, attempt):
+        return _nothing_to_train(registry.client, registry.state(key))
+    client = registry.client
+    run = TrackedRun.attach(client, run_id)
+    lease = registry.lease(run_id, key, attempt)
+    run.hold(lease, local.tracking.store_timeout_s)
+    run.set_tags({**host_tags(), ATTEMPT_TAG: str(attempt), **lease.tag()})
+    lease.start()
+    mark_launcher(client, run_id, f"resumed run {run_id}")
+
+    def reopen() -> tuple[Parts, dict[str, Any] | None]:
+        try:
+            checkpoint = load_checkpoint(client, run_id, LAST)
+            logged = config_from_dict(checkpoint["config"])
+        except CalibexpError:  # died before its first checkpoint: train it from the start
+            checkpoint, logged = None, source_config(client, run_id)
+        cfg = with_machine_keys(logged, local)
+        history = client.get_metric_history(run_id, "train/loss")
+        run.logged_through = max((m.step for m in history), default=-1)
+        run.drawn = run.image_steps(VAL_SERIES)
+        after = f"after epoch {checkpoint['epoch'] + 1}" if checkpoint else "from its start"
+        print(
+            f"calibexp: resuming MLflow run {run_id} {after} (attempt {attempt}, previous "
+            f"holder {state.host or 'unknown'})",
+            flush=True,
+        )
+        return build_parts(cfg, data_cache), checkpoint
+
+    parts, checkpoint = guarded(run, reopen, finish_on_success=False)
+    return _guarded_outcome(run, parts, checkpoint, attempt)
+
+
+def _guarded_outcome(
+    run: TrackedRun, parts: Parts, checkpoint: dict[str, Any] | None, attempt: int
+) -> Outcome:
+    """3-5: fit, evaluate and finish, guarded."""
+    result = guarded(run, lambda: _train_and_evaluate(run, parts, checkpoint))
+    return Outcome("trained", run.run_id, result.metrics, attempt, host_tags()["calibexp.host"])
+
+
+def _check_resumable(run_id: str, state: KeyState) -> None:
+    if state.kind == "finished" and state.run.info.run_id == run_id:
+        raise CalibexpError(
+            f"run '{run_id}' already FINISHED; nothing to resume (re-evaluate it with "
+            f"`mlflow run . -e evaluate -P run_id={run_id}`)"
+        )
+    if state.kind == "held":
+        raise CalibexpError(
+            f"run '{run_id}' is RUNNING on {state.host} (lease renewed {state.age_s:.0f} s ago, "
+            "under tracking.stale_after_s); resume it once it is stale"
+        )
+    if state.run is None or state.run.info.run_id != run_id:
+        raise CalibexpError(f"run '{run_id}' is not the registry's run of its config")
+
+
+def _nothing_to_train(client: MlflowClient, state: KeyState) -> Outcome:
+    """Report a config that is done, held or given up; the launcher points at its run."""
+    run_id = state.run.info.run_id if state.run is not None else None
+    if state.kind == "finished":
+        metrics = state.run.data.metrics
+        shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINE if k in metrics)
+        message = f"already FINISHED as run {run_id}: {shown}"
+        outcome = Outcome("finished", run_id, dict(metrics), state.attempt, message=message)
+    elif state.kind == "held":
+        message = (
+            f"held by {state.host} (attempt {state.attempt}, lease renewed "
+            f"{state.age_s:.0f} s ago){f' in run {run_id}' if run_id else ''}; nothing to train"
+        )
+        outcome = Outcome("held", run_id, {}, state.attempt, state.host, message)
+    else:
+        message = (
+            f"run {run_id} failed {state.attempt} times (tracking.max_attempts); not tried "
+            f"again. Last error: {state.last_error}"
+        )
+        outcome = Outcome("gave_up", run_id, {}, state.attempt, state.host, message)
+    mark_launcher(client, run_id, message)
+    print(f"calibexp: {message}", flush=True)
+    return outcome
+
+
+def config_for_resume(client: MlflowClient, run_id: str, overrides: list[str]) -> ExperimentConfig:
+    """The config to resume ``run_id`` with: its own, plus ``overrides`` of this machine's keys
+    only (``data.root=/other/disk``); an override that changes what the run computes is
+    refused."""
+    logged = source_config(client, run_id)
+    if not overrides:
+        return logged
+    changed = with_overrides(logged, overrides)
+    if run_key(changed) != run_key(logged):
+        raise CalibexpError(
+            f"resume continues run {run_id} with its own config; overrides may only set "
+            f"this machine's keys ({', '.join(MACHINE_KEYS)}), not {' '.join(overrides)}"
+        )
+    return changed
 
 
 def guarded(run: TrackedRun, body: Callable[[], Any], finish_on_success: bool = True) -> Any:
-    """Run ``body``; the run ends FINISHED, or KILLED / FAILED with the reason, never RUNNING."""
+    """Run ``body``; the run ends FINISHED, or KILLED / FAILED with the reason, never RUNNING;
+    except when the run was taken over (``LeaseLost``): then it is not ours to end."""
     try:
         result = body()
+    except LeaseLost:
+        run.abandon()
+        raise
     except BaseException as exc:
         reason = (
             "interrupted (SIGINT or SIGTERM)"
@@ -287,6 +285,9 @@ def guarded(run: TrackedRun, body: Callable[[], Any], finish_on_success: bool = 
         )
         try:
             run.finish(terminal_status(exc), reason)
+        except LeaseLost:
+            run.abandon()
+            raise
         except Exception:  # noqa: BLE001 - the original error is the one to report
             pass
         raise
@@ -308,49 +309,19 @@ def run_tags(cfg: ExperimentConfig, data: DataBundle) -> dict[str, str]:
     }
 
 
-def _open_new(
-    client: MlflowClient, cfg: ExperimentConfig, data: DataBundle, trial: TrialHooks | None = None
-) -> TrackedRun:
-    tags = {**run_tags(cfg, data), **host_tags()}
-    if trial is None:
-        run = TrackedRun.for_this_command(
-            client,
-            lambda: experiment_id_for(client, cfg.tracking.experiment),
-            cfg.tracking.run_name,
-            tags,
-        )
-    else:  # a child of the study's run, by explicit id (never MLflow's thread-local active run)
-        parent = get_run(client, trial.parent_run_id)
-        tags.update(trial.tags)
-        tags["mlflow.parentRunId"] = trial.parent_run_id
-        name = trial.run_name or cfg.tracking.run_name
-        run = TrackedRun.create(client, parent.info.experiment_id, name, tags)
-        trial.run_id = run.run_id
+def _train_trial(client: MlflowClient, cfg: ExperimentConfig, trial: TrialHooks) -> Outcome:
+    parts = build_parts(cfg, trial.data_cache)  # bad settings fail before a run exists
+    parent = get_run(client, trial.parent_run_id)
+    tags = {**run_tags(cfg, parts.data), **host_tags(), **trial.tags}
+    tags["mlflow.parentRunId"] = trial.parent_run_id  # by id, never the thread-local active run
+    name = trial.run_name or cfg.tracking.run_name
+    run = TrackedRun.create(client, parent.info.experiment_id, name, tags)
+    trial.run_id = run.run_id
     run.log_params(flatten(cfg))
     run.log_text(to_yaml(cfg), "config.yaml")
     print(f"calibexp: MLflow run {run.run_id}", flush=True)
-    return run
-
-
-def _reopen(
-    client: MlflowClient, run_id: str
-) -> tuple[TrackedRun, ExperimentConfig, dict[str, Any]]:
-    previous = get_run(client, run_id)
-    checkpoint = load_checkpoint(client, run_id, LAST)
-    cfg = config_from_dict(checkpoint["config"])
-    assert_resumable(previous, cfg.tracking.stale_after_s)
-    launcher = os.environ.pop("MLFLOW_RUN_ID", None)
-    if launcher and launcher != run_id:  # `mlflow run -P resume=...` made a run of its own
-        client.set_tag(launcher, "calibexp.resumed_run_id", run_id)
-        client.set_tag(launcher, "mlflow.note.content", f"Launcher only: resumed run {run_id}.")
-    run = TrackedRun.attach(client, run_id)
-    run.set_tags(host_tags())
-    history = client.get_metric_history(run_id, "train/loss")
-    run.logged_through = max((m.step for m in history), default=-1)
-    print(
-        f"calibexp: resuming MLflow run {run_id} after epoch {checkpoint['epoch'] + 1}", flush=True
-    )
-    return run, cfg, checkpoint
+    result = guarded(run, lambda: _train_and_evaluate(run, parts, None, trial))
+    return Outcome("trained", run.run_id, result.metrics)
 
 
 def _train_and_evaluate(
@@ -366,12 +337,14 @@ def _train_and_evaluate(
         # Epochs the checkpoint covers may not have been logged when the run died.
         for epoch, metrics in sorted(checkpoint["pending_metrics"].items()):
             run.log_epoch(metrics, epoch)
-        drawn = run.image_steps(VAL_SERIES)
         for epoch, diagram in sorted(checkpoint.get("pending_diagrams", {}).items()):
-            if epoch not in drawn:
+            if epoch not in run.drawn:
                 log_val_diagram(run, epoch, cfg.train.epochs, diagram)
+                run.drawn.add(epoch)
         run.logged_through = max(run.logged_through, checkpoint["epoch"])
-    recorder = EpochRecorder(run, cfg.tracking.flush_every_s, cfg.train.epochs)
+    recorder = EpochRecorder(
+        run, cfg.tracking.flush_every_s, cfg.tracking.checkpoint_every_s, cfg.train.epochs
+    )
     fit(parts, recorder, start, best, trial.after_epoch if trial else None)
     log_evolution(run, cfg.eval.evolution_epochs, cfg.train.epochs)
     if trial is not None:  # test is evaluated once, after the search, never inside it

@@ -64,12 +64,21 @@ def test_evaluate_bad_run_ids(monkeypatch, capsys, tracking_store):
     code, err = call(evaluate_entry, monkeypatch, capsys, "--run-id", bare)
     assert code == 2 and "has no config.yaml" in only_error_line(err)
     code, err = call(train_entry, monkeypatch, capsys, "--resume", bare)
-    assert code == 2 and "has no checkpoints/last.pt" in only_error_line(err)
+    assert code == 2 and "has no config.yaml" in only_error_line(err)
 
 
-def test_resume_with_overrides_is_refused(monkeypatch, capsys):
-    code, err = call(train_entry, monkeypatch, capsys, "--resume", "a" * 32, "optim.lr=1")
-    assert code == 2 and "drop the overrides" in only_error_line(err)
+def test_resume_takes_only_machine_overrides(monkeypatch, capsys, tracking_store):
+    tiny = ["--config", DEMO, "train.epochs=1", "model.width=4", "train.progress=false"]
+    assert call(train_entry, monkeypatch, capsys, *tiny)[0] == 0
+    (run,) = all_runs(MlflowClient(tracking_store))
+    code, err = call(train_entry, monkeypatch, capsys, "--resume", run.info.run_id, "optim.lr=1")
+    assert code == 2 and "overrides may only set this machine's keys" in only_error_line(err)
+    assert "optim.lr=1" in only_error_line(err)
+    # a machine key is accepted; the run is FINISHED, which is what stops this resume
+    code, err = call(
+        train_entry, monkeypatch, capsys, "--resume", run.info.run_id, "device=cpu"
+    )
+    assert code == 2 and "already FINISHED; nothing to resume" in only_error_line(err)
 
 
 def test_unwritable_artifact_store_fails_the_run_with_its_reason(

@@ -10,7 +10,7 @@ import torch
 from calibexp.config import load_config
 from calibexp.engine import autocast_for, predict, resolve_device, train_one_epoch
 from calibexp.errors import CalibexpError
-from calibexp.run import build_parts
+from calibexp.parts import build_parts
 from calibexp.seeding import epoch_generator
 from tests.conftest import FAST, ROOT
 

@@ -29,7 +29,15 @@ from optuna.trial import TrialState
 from calibexp.config import load_config
 from calibexp.errors import CalibexpError, EarlyStop
 from calibexp.studies.spec import Parameter, StudySpec
-from calibexp.tracking.run import experiment_id_for, get_run, tracking_client
+from calibexp.tracking.launcher import launcher_run_id, mark_launcher
+from calibexp.tracking.run import (
+    TrackedRun,
+    experiment_id_for,
+    get_run,
+    host_tags,
+    tracking_client,
+)
+from calibexp.tracking.store import redact
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 
@@ -96,15 +104,6 @@ def retry_and_close_run(study: optuna.Study, trial: optuna.trial.FrozenTrial) ->
             client.set_terminated(run.info.run_id, "KILLED")
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for tags and messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        return f"{scheme}://{credentials.split(':')[0]}@{host}"
-    return url
-
-
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
     seed = spec.sampler.get("seed")
     if spec.sampler["name"] == "random":
@@ -138,25 +137,29 @@ def prepare(spec: StudySpec, storage_url: str) -> tuple[optuna.Study, str]:
         directions=list(spec.directions),
         load_if_exists=True,
     )
-    launcher = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run` made one for this command
     parent = study.user_attrs.get(PARENT_ATTR)
     tags = {
         "calibexp.study": spec.name,
         "calibexp.study_storage": redact(storage_url),
         "calibexp.spec_digest": spec.digest,
+        **host_tags(),
     }
-    if parent is None:
-        if launcher:
-            parent = launcher
-        else:
-            experiment = experiment_id_for(client, base.tracking.experiment)
-            parent = client.create_run(experiment, run_name=f"study-{spec.name}").info.run_id
-        for key, value in tags.items():
-            client.set_tag(parent, key, value)
+    if parent is None:  # the launcher run, else a new one: a tracked run like any other
+        run = TrackedRun.for_this_command(
+            client,
+            lambda: experiment_id_for(client, base.tracking.experiment),
+            f"study-{spec.name}",
+            tags,
+        )
+        run.worker.close()
+        parent = run.run_id
         client.set_tag(parent, "mlflow.note.content", f"Optuna study {spec.name}: trials below.")
         study.set_user_attr(PARENT_ATTR, parent)
-    elif launcher and launcher != parent:
-        client.set_tag(launcher, "calibexp.study_worker_of", parent)
+    else:  # one more worker: its launcher run points at the study's
+        mark_launcher(client, parent, f"a worker of study {spec.name}, run {parent}")
+        launcher = launcher_run_id()
+        if launcher and launcher != parent:
+            client.set_tag(launcher, "calibexp.study_worker_of", parent)
     get_run(client, parent)
     return study, parent
 

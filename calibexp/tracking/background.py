@@ -28,8 +28,9 @@ class OrderedWorker:
         """Wait for every queued job; re-raise the first failure."""
         self._raise_failures(block=True)
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
+    def close(self, cancel: bool = False) -> None:
+        """Stop the thread after the job it runs; with ``cancel``, drop the queued ones."""
+        self._pool.shutdown(wait=True, cancel_futures=cancel)
 
     def _raise_failures(self, block: bool) -> None:
         still = []

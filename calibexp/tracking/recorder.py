@@ -3,14 +3,17 @@
 
 Records are written in *flushes*, at most every ``tracking.flush_every_s`` seconds and always
 after the last epoch: one ``log_batch`` for every epoch since the previous flush (each metric at
-its own step) and the checkpoints. On a SQLite store one ``log_batch`` costs ~10 ms and a
-checkpoint a few ms, which is 5-10% of a 0.25 s demo epoch but nothing against a 10 s+ CIFAR
-epoch; buffering keeps short epochs as cheap as long ones (benchmarks/tracking_overhead.py).
+its own step). On a SQLite store one ``log_batch`` costs ~10 ms, which is 5-10% of a 0.25 s
+demo epoch but nothing against a 10 s+ CIFAR epoch; buffering keeps short epochs as cheap as
+long ones (benchmarks/tracking_overhead.py). Checkpoints have a cadence of their own,
+``tracking.checkpoint_every_s`` (and always after the last epoch): a CIFAR ResNet-50
+``last.pt`` with momentum is ~190 MB, too big to upload every 10 s (benchmarks/registry.py).
 
-Exactly-once metrics under any kill: a flush queues ``last.pt`` *before* the metrics, and
-``last.pt`` carries the metrics of every epoch it covers that were not logged yet
+Exactly-once metrics under any kill: a checkpoint flush queues ``last.pt`` *before* the
+metrics, and ``last.pt`` carries the metrics of every epoch it covers that were not logged yet
 (``pending_metrics``), and the diagram data of those epochs (``pending_diagrams``). A resume logs
-those it finds missing and skips epochs (and image steps) already logged.
+those it finds missing, then trains again from the checkpoint's epoch; the epochs (and image
+steps) already in the store are not logged a second time (``TrackedRun.logged_through``).
 ``NoRecorder`` is the same loop with tracking off (for benchmarks).
 """
 
@@ -26,14 +29,17 @@ from calibexp.tracking.run import TrackedRun
 
 
 class EpochRecorder:
-    def __init__(self, run: TrackedRun, flush_every_s: float, epochs: int) -> None:
+    def __init__(
+        self, run: TrackedRun, flush_every_s: float, checkpoint_every_s: float, epochs: int
+    ) -> None:
         self.run = run
         self.flush_every_s = flush_every_s
+        self.checkpoint_every_s = checkpoint_every_s
         self.epochs = epochs
         self.pending: dict[int, dict[str, float]] = {}  # epoch -> metrics, not logged yet
         self.pending_diagrams: dict[int, dict[str, Any]] = {}  # epoch -> diagram data
         self.best: dict[str, Any] | None = None  # a best epoch's weights, not written yet
-        self.last_flush = time.monotonic()
+        self.last_flush = self.last_checkpoint = time.monotonic()
 
     def end_epoch(
         self,
@@ -43,6 +49,7 @@ class EpochRecorder:
         improved: bool,
         diagram: dict[str, Any] | None = None,
     ) -> None:
+        self.run.check_lease()  # a worker taken over stops at once, not at its next write
         self.pending[epoch] = metrics
         if diagram is not None:
             self.pending_diagrams[epoch] = diagram
@@ -55,22 +62,28 @@ class EpochRecorder:
                 "metrics": metrics,
                 "config": state["config"],
             }
-        due = time.monotonic() - self.last_flush >= self.flush_every_s or epoch == self.epochs - 1
-        if due:
+        now, last = time.monotonic(), epoch == self.epochs - 1
+        if last or now - self.last_checkpoint >= self.checkpoint_every_s:
             self.flush(snapshot())
+        elif now - self.last_flush >= self.flush_every_s:
+            self.flush(None)
 
-    def flush(self, state: dict[str, Any]) -> None:
-        state["pending_metrics"] = self.pending
-        state["pending_diagrams"] = self.pending_diagrams
-        self._save(state, LAST)  # serialised now: the weights change with the next step
-        if self.best is not None:
-            self._save(self.best, BEST)
-            self.best = None
+    def flush(self, state: dict[str, Any] | None) -> None:
+        """Write the pending epochs; with ``state``, the checkpoints first."""
+        if state is not None:
+            state["pending_metrics"] = self.pending
+            state["pending_diagrams"] = self.pending_diagrams
+            self._save(state, LAST)  # serialised now: the weights change with the next step
+            if self.best is not None:
+                self._save(self.best, BEST)
+                self.best = None
+            self.last_checkpoint = time.monotonic()
         for epoch, metrics in self.pending.items():
             self.run.log_epoch(metrics, epoch)
         for epoch, diagram in self.pending_diagrams.items():
-            log_val_diagram(self.run, epoch, self.epochs, diagram)
-        self.run.set_tags_later({"calibexp.heartbeat": f"{time.time():.0f}"})
+            if epoch not in self.run.drawn:  # drawn before a resume: not twice
+                log_val_diagram(self.run, epoch, self.epochs, diagram)
+        self.run.write_metrics()
         self.pending, self.pending_diagrams = {}, {}
         self.last_flush = time.monotonic()
 
@@ -81,7 +94,7 @@ class EpochRecorder:
 
 
 class NoRecorder:
-    def flush(self, state: dict[str, Any]) -> None:
+    def flush(self, state: dict[str, Any] | None) -> None:
         return None
 
     def end_epoch(

@@ -1,10 +1,13 @@
 """One MLflow run, addressed by id through ``MlflowClient`` (no fluent active-run stack: it is
-thread-local, and our uploads happen on a worker thread).
+thread-local, and our uploads happen on a worker thread). Every create, attach, write and finish
+of a run goes through here.
 
 Every write that can wait goes through the ordered background worker; params and tags that
-define the run are written at once. Conventions (design.md): metric keys ``{split}/{metric}``
-with step = epoch; tags ``calibexp.*``; artifacts ``config.yaml``, ``checkpoints/``,
-``logits/``, ``plots/``.
+define the run are written at once. Each write is *patient* (retried while the store is away,
+for up to ``tracking.store_timeout_s``, training going on meanwhile) and *fenced* (a run held
+under a registry lease is written only while the lease is held; ``calibexp.tracking.registry``).
+Conventions (design.md): metric keys ``{split}/{metric}`` with step = epoch; tags
+``calibexp.*``; artifacts ``config.yaml``, ``checkpoints/``, ``logits/``, ``plots/``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,31 +27,20 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from calibexp.errors import CalibexpError, EarlyStop
+from calibexp.errors import CalibexpError, EarlyStop, LeaseLost
 from calibexp.tracking.background import OrderedWorker
+from calibexp.tracking.launcher import launcher_run_id
+from calibexp.tracking.store import first_line, open_store, patient
+
+DEFAULT_STORE_TIMEOUT_S = 900.0
 
 MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_CALL = 100
 
 
 def tracking_client() -> MlflowClient:
-    """A client on MLflow's own URI resolution (``MLFLOW_TRACKING_URI``, else sqlite:///mlflow.db)
-    that has proven it can reach the store."""
-    uri = mlflow.get_tracking_uri()
-    try:
-        client = MlflowClient(uri)
-        client.search_experiments(max_results=1)
-    except Exception as err:  # noqa: BLE001 - any failure here means the store is unusable
-        raise CalibexpError(
-            f"cannot use the MLflow tracking store {uri}: {_first_line(err)}; set "
-            "MLFLOW_TRACKING_URI to a writable sqlite:///path.db or an http:// server"
-        ) from None
-    return client
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:300] if text else type(err).__name__
+    """A client on MLflow's own URI resolution that has proven it can reach the store."""
+    return open_store()
 
 
 class TrackedRun:
@@ -61,9 +52,12 @@ class TrackedRun:
         self.worker = OrderedWorker()
         self.staging = Path(tempfile.mkdtemp(prefix=f"calibexp-{run_id[:8]}-"))
         self.logged_through = -1  # epochs <= this already hold metrics (set on resume)
+        self.drawn: set[int] = set()  # steps of the val image series already stored (resume)
         self._uploads = 0
         self._artifact_dir: Path | None | bool = False  # resolved on the first upload
         self._metrics: list[Metric] = []  # logged by the next queued write
+        self.lease: Any = None  # a registry Lease: every write is fenced by it
+        self.store_timeout_s = DEFAULT_STORE_TIMEOUT_S
 
     # ------------------------------------------------------------------ opening
 
@@ -84,13 +78,17 @@ class TrackedRun:
         run_name: str | None,
         tags: dict[str, str],
     ) -> "TrackedRun":
-        """The run ``mlflow run`` created for this command (``MLFLOW_RUN_ID``), or else a new
-        one in ``experiment_id()``; tagged either way."""
-        launched = os.environ.pop("MLFLOW_RUN_ID", None)
+        """The run ``mlflow run`` created for this command (a run that cannot be taken over:
+        an evaluation, a study's parent, a sweep's summary), or else a new one in
+        ``experiment_id()``; tagged either way, with the same resolved tags as any run."""
+        from mlflow.tracking.context.registry import resolve_tags
+
+        launched = launcher_run_id()
         if not launched:
             return cls.create(client, experiment_id(), run_name, tags)
         run = cls.attach(client, launched)
-        run.set_tags(tags)
+        context = {k: v for k, v in resolve_tags({}).items() if k.startswith("mlflow.source.git")}
+        run.set_tags({**context, **tags})
         return run
 
     @classmethod
@@ -99,17 +97,39 @@ class TrackedRun:
         client.update_run(run_id, status="RUNNING")
         return cls(client, run_id)
 
+    def hold(self, lease: Any, store_timeout_s: float) -> None:
+        """Write only while ``lease`` is held, waiting up to ``store_timeout_s`` for the store."""
+        self.lease, self.store_timeout_s = lease, store_timeout_s
+
+    def _fence(self) -> None:
+        if self.lease is not None:
+            self.lease.assert_held()
+
+    def check_lease(self) -> None:
+        """Raise ``LeaseLost`` if the lease is known to be lost (no store call)."""
+        if self.lease is not None and self.lease.lost:
+            self.lease.assert_held()
+
+    def _patient(self, call: Callable[[], Any]) -> Any:
+        def fenced() -> Any:
+            self._fence()
+            return call()
+
+        return patient(fenced, self.store_timeout_s, f"the tracking store ({self.run_id[:8]})")
+
     # ------------------------------------------------------------------ writing
 
     def log_params(self, params: dict[str, str]) -> None:
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_CALL):
-            self.client.log_batch(self.run_id, params=items[i : i + MAX_PARAMS_PER_CALL])
+            batch = items[i : i + MAX_PARAMS_PER_CALL]
+            self._patient(lambda b=batch: self.client.log_batch(self.run_id, params=b))
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         items = [RunTag(k, str(v)) for k, v in tags.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_CALL):
-            self.client.log_batch(self.run_id, tags=items[i : i + MAX_PARAMS_PER_CALL])
+            batch = items[i : i + MAX_PARAMS_PER_CALL]
+            self._patient(lambda b=batch: self.client.log_batch(self.run_id, tags=b))
 
     def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
         """``log_metrics`` for one epoch, unless that epoch was logged before the run was
@@ -118,23 +138,21 @@ class TrackedRun:
             self.log_metrics(metrics, step=epoch)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        """Buffered until the next ``set_tags_later``, ``flush`` or ``finish``, then written in
+        """Buffered until the next ``write_metrics``, ``flush`` or ``finish``, then written in
         as few ``log_batch`` calls as MLflow's 1,000-metric limit allows."""
         now = int(time.time() * 1000)
         self._metrics += [Metric(k, float(v), now, step) for k, v in metrics.items()]
 
-    def set_tags_later(self, tags: dict[str, Any]) -> None:
-        """Queue the buffered metrics and these tags as one write, after what is queued."""
+    def write_metrics(self) -> None:
+        """Queue the buffered metrics as one write, after what is queued."""
         items, self._metrics = self._metrics, []
-        self.worker.submit(self._log_batch, items, [RunTag(k, str(v)) for k, v in tags.items()])
+        if items:
+            self.worker.submit(self._log_batch, items)
 
-    def _log_batch(self, items: list[Metric], tags: list[RunTag]) -> None:
-        for i in range(0, max(len(items), 1), MAX_METRICS_PER_CALL):
-            self.client.log_batch(
-                self.run_id,
-                metrics=items[i : i + MAX_METRICS_PER_CALL],
-                tags=tags if i == 0 else [],
-            )
+    def _log_batch(self, items: list[Metric]) -> None:
+        for i in range(0, len(items), MAX_METRICS_PER_CALL):
+            batch = items[i : i + MAX_METRICS_PER_CALL]
+            self._patient(lambda b=batch: self.client.log_batch(self.run_id, metrics=b))
 
     def stage(self, artifact_path: str) -> Path:
         """A fresh local file path to write an artifact into before ``upload`` queues it."""
@@ -150,7 +168,9 @@ class TrackedRun:
     def _upload(self, local_file: Path, artifact_path: str) -> None:
         parent = Path(artifact_path).parent
         if self._artifact_dir is False:
-            self._artifact_dir = _local_artifact_dir(self.client, self.run_id)
+            self._artifact_dir = self._patient(
+                lambda: _local_artifact_dir(self.client, self.run_id)
+            )
         destination = self._artifact_dir
         try:
             if destination is not None:
@@ -159,16 +179,18 @@ class TrackedRun:
                 target = destination / artifact_path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+                self._fence()
                 shutil.copyfile(local_file, partial)
                 os.replace(partial, target)
             else:
-                self.client.log_artifact(
-                    self.run_id, str(local_file), None if str(parent) == "." else parent.as_posix()
+                folder = None if str(parent) == "." else parent.as_posix()
+                self._patient(
+                    lambda: self.client.log_artifact(self.run_id, str(local_file), folder)
                 )
         except (OSError, MlflowException) as err:
             where = destination if destination is not None else "the artifact store"
             raise CalibexpError(
-                f"cannot write artifact {artifact_path} to {where}: {_first_line(err)}; "
+                f"cannot write artifact {artifact_path} to {where}: {first_line(err)}; "
                 "point the experiment's artifact location at a writable place"
             ) from None
         shutil.rmtree(local_file.parent, ignore_errors=True)
@@ -205,12 +227,15 @@ class TrackedRun:
         from calibexp.plots import figure_pixels
 
         try:
-            self.client.log_image(
-                self.run_id, figure_pixels(build()), key=key, step=step, synchronous=True
+            pixels = figure_pixels(build())
+            self._patient(
+                lambda: self.client.log_image(
+                    self.run_id, pixels, key=key, step=step, synchronous=True
+                )
             )
         except (OSError, MlflowException) as err:
             raise CalibexpError(
-                f"cannot log image {key} step {step}: {_first_line(err)}; "
+                f"cannot log image {key} step {step}: {first_line(err)}; "
                 "point the experiment's artifact location at a writable place"
             ) from None
 
@@ -218,7 +243,7 @@ class TrackedRun:
         """The steps of the image series ``key`` already in the store."""
         prefix = key.replace("/", "~") + "+step+"
         steps = set()
-        for entry in self.client.list_artifacts(self.run_id, "images"):
+        for entry in self._patient(lambda: self.client.list_artifacts(self.run_id, "images")):
             name = Path(entry.path).name
             if name.startswith(prefix) and name.endswith(".png"):
                 steps.add(int(name[len(prefix) :].split("+")[0]))
@@ -228,8 +253,7 @@ class TrackedRun:
 
     def flush(self) -> None:
         """Write everything buffered and queued; re-raise the first failure."""
-        if self._metrics:
-            self.set_tags_later({})
+        self.write_metrics()
         self.worker.flush()
 
     def finish(self, status: str, reason: str | None = None) -> None:
@@ -240,8 +264,19 @@ class TrackedRun:
             self.worker.close()
             shutil.rmtree(self.staging, ignore_errors=True)
             if reason:
-                self.client.set_tag(self.run_id, "calibexp.end_reason", reason[:5000])
-            self.client.set_terminated(self.run_id, status)
+                self._patient(
+                    lambda: self.client.set_tag(self.run_id, "calibexp.end_reason", reason[:5000])
+                )
+            self._patient(lambda: self.client.set_terminated(self.run_id, status))
+            if self.lease is not None:
+                self.lease.stop()
+
+    def abandon(self) -> None:
+        """The run is no longer ours (``LeaseLost``): drop what is queued, write nothing."""
+        if self.lease is not None:
+            self.lease.stop()
+        self.worker.close(cancel=True)
+        shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def get_run(client: MlflowClient, run_id: str) -> Any:
@@ -280,17 +315,15 @@ def _local_artifact_dir(client: MlflowClient, run_id: str) -> Path | None:
 
 
 def host_tags() -> dict[str, str]:
-    """Who runs this, so a resume can tell a live run from a dead one."""
-    return {
-        "calibexp.host": socket.gethostname(),
-        "calibexp.pid": str(os.getpid()),
-        "calibexp.heartbeat": f"{time.time():.0f}",
-    }
+    """Who runs this (``CALIBEXP_HOST`` or the host name, and the process)."""
+    from calibexp.tracking.registry import worker_host
+
+    return {"calibexp.host": worker_host(), "calibexp.pid": str(os.getpid())}
 
 
 def terminal_status(exc: BaseException | None) -> str:
     if exc is None:
         return RunStatus.to_string(RunStatus.FINISHED)
-    if isinstance(exc, (KeyboardInterrupt, EarlyStop)):
+    if isinstance(exc, (KeyboardInterrupt, EarlyStop, LeaseLost)):
         return RunStatus.to_string(RunStatus.KILLED)
     return RunStatus.to_string(RunStatus.FAILED)

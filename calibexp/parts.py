@@ -1,0 +1,87 @@
+"""Everything one run trains and evaluates with, built from the registries: data and loaders,
+model, loss, optimiser, schedule and autocast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from calibexp.config import ExperimentConfig
+from calibexp.data import DATASETS, DataBundle, DeviceLoader
+from calibexp.engine import autocast_for, resolve_device
+from calibexp.losses import LOSSES
+from calibexp.models import BACKBONES
+from calibexp.optim import OPTIMIZERS, SCHEDULES
+from calibexp.registry import hyperparameters
+from calibexp.seeding import seed_everything
+
+
+@dataclass
+class Parts:
+    """Everything one run trains and evaluates with."""
+
+    cfg: ExperimentConfig
+    device: torch.device
+    data: DataBundle
+    train_loader: DeviceLoader
+    val_loader: DeviceLoader
+    test_loader: DeviceLoader
+    model: torch.nn.Module
+    loss: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    autocast: Any
+
+
+def build_data(
+    cfg: ExperimentConfig, device: torch.device, cache: dict[str, Any] | None = None
+) -> tuple[DataBundle, list[DeviceLoader]]:
+    """The dataset and its loaders; with ``cache``, a dataset already built with the same
+    settings in this process is reused (study trials load the data once)."""
+    key = repr(sorted(hyperparameters(cfg.data).items())) + cfg.data.name
+    if cache is not None and key in cache:
+        data = cache[key]
+    else:
+        data = DATASETS.build(cfg.data.name, **hyperparameters(cfg.data))
+        if cache is not None:
+            cache[key] = data
+    loaders = [
+        DeviceLoader(
+            data.train, cfg.train.batch_size, device, data.mean, data.std, data.train_augment
+        ),
+        DeviceLoader(data.val, cfg.eval.batch_size, device, data.mean, data.std),
+        DeviceLoader(data.test, cfg.eval.batch_size, device, data.mean, data.std),
+    ]
+    return data, loaders
+
+
+def build_model(cfg: ExperimentConfig, data: DataBundle, device: torch.device) -> torch.nn.Module:
+    model = BACKBONES.build(
+        cfg.model.name, data.num_classes, data.in_channels, **hyperparameters(cfg.model)
+    )
+    if device.type == "cuda":  # NHWC convolutions are the fast ones on tensor cores
+        model = model.to(memory_format=torch.channels_last)
+    return model.to(device)
+
+
+def build_parts(cfg: ExperimentConfig, data_cache: dict[str, Any] | None = None) -> Parts:
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed, cfg.deterministic)
+    data, (train_loader, val_loader, test_loader) = build_data(cfg, device, data_cache)
+    model = build_model(cfg, data, device)
+    optimizer = OPTIMIZERS.build(cfg.optim.name, model.parameters(), **hyperparameters(cfg.optim))
+    return Parts(
+        cfg=cfg,
+        device=device,
+        data=data,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        test_loader=test_loader,
+        model=model,
+        loss=LOSSES.build(cfg.loss.name, **hyperparameters(cfg.loss)).to(device),
+        optimizer=optimizer,
+        scheduler=SCHEDULES.build(cfg.schedule.name, optimizer, **hyperparameters(cfg.schedule)),
+        autocast=autocast_for(device, cfg.train.precision),
+    )

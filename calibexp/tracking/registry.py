@@ -1,0 +1,308 @@
+"""The MLflow store as the run registry: which worker trains which config, exactly once.
+
+A config's *registry key* K is its run key (``calibexp.run_key``; a ``force``d run gets a key
+of its own), looked up in the target experiment. What the store says about K decides:
+
+- a FINISHED run with K: nothing to train;
+- a run with K whose lease is live: held by another worker, nothing to train;
+- a dead run (KILLED, FAILED, or RUNNING with an expired lease): claim the next attempt and
+  resume it from its checkpoint into the same run, unless ``max_attempts`` are spent;
+- nothing: claim attempt 1 and train a new run.
+
+**Claims** are atomic in the store: attempt n of K is the experiment name
+``calibexp-claim:<experiment id>:<K>:<n>``, and MLflow refuses a second experiment with a name
+(``RESOURCE_ALREADY_EXISTS``), on SQLite, PostgreSQL and through ``mlflow server`` alike. The
+claim is deleted at once: a deleted experiment keeps its name (until ``mlflow gc``), so it stays
+claimed but out of the UI's experiment list. No search-then-decide: that elects 2-3 winners.
+
+**Leases**: the holder of attempt n writes the tag ``calibexp.lease`` (attempt, host, pid,
+time) every ``tracking.heartbeat_s`` from a timer thread, whatever the epoch length. Times are
+on the store's clock (``StoreClock``: every worker of one ``mlflow server`` reads the server's
+``Date``), so clock skew between machines cannot make a live lease look expired; the only error
+left is the offset's ~1 s estimate, far below ``stale_after_s``. A claim not yet backed by a
+run counts from its creation time, which the store itself stamps.
+
+**Fencing**: the holder of attempt n is fenced off as soon as claim n+1 exists. It checks that
+before every write (metrics, checkpoints, images, heartbeats) and stops writing for good
+(``LeaseLost``) once it does: a worker paused past its lease (SIGSTOP, a partition, a laptop
+lid) finds out at its next write, and one run never has two writers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from mlflow.entities import ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from calibexp.errors import CalibexpError, LeaseLost
+from calibexp.tracking.store import StoreClock, first_line, patient
+
+CLAIM_PREFIX = "calibexp-claim"
+KEY_TAG = "calibexp.registry_key"
+ATTEMPT_TAG = "calibexp.attempt"
+LEASE_TAG = "calibexp.lease"
+FENCE_CACHE_S = 1.0  # a holder re-checks its fence at most this often (one GET)
+
+
+def worker_host() -> str:
+    """This worker's identity: ``CALIBEXP_HOST`` if set (tests play several machines with it),
+    else the host name."""
+    return os.environ.get("CALIBEXP_HOST") or socket.gethostname()
+
+
+def claim_name(experiment_id: str, key: str, attempt: int) -> str:
+    return f"{CLAIM_PREFIX}:{experiment_id}:{key}:{attempt}"
+
+
+def _attempt_of(run: Any) -> int:
+    value = run.data.tags.get(ATTEMPT_TAG, "1")
+    return int(value) if value.isdigit() else 1
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+@dataclass
+class KeyState:
+    """What the store says about one registry key."""
+
+    kind: str  # none | finished | held | dead | exhausted
+    attempt: int  # the highest attempt claimed so far (0: never)
+    run: Any = None  # the MLflow run of the key, if one exists
+    host: str | None = None  # who holds (or last held) it
+    age_s: float | None = None  # seconds since its holder last showed life (store clock)
+
+    @property
+    def last_error(self) -> str:
+        tags = self.run.data.tags if self.run is not None else {}
+        return tags.get("calibexp.end_reason") or "the worker died without a word (killed or lost)"
+
+
+class Registry:
+    """Claims, leases and the state of registry keys in one experiment."""
+
+    def __init__(self, client: MlflowClient, experiment_id: str, settings: Any) -> None:
+        self.client = client
+        self.experiment_id = experiment_id
+        self.settings = settings  # the run's TrackingConfig
+        self.host = worker_host()
+        self.pid = os.getpid()
+        self.token = uuid.uuid4().hex  # tells our own claim from another's after a retry
+        self.clock = StoreClock(client.tracking_uri)
+        self._writable = False
+
+    def _patient(self, call: Any) -> Any:
+        return patient(call, self.settings.store_timeout_s)
+
+    # ------------------------------------------------------------------ reading
+
+    def runs(self, key: str) -> list[Any]:
+        """The registry's runs of ``key`` in this experiment (evaluations, trials and launchers
+        carry no registry key and are never among them)."""
+        return self._patient(
+            lambda: self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{KEY_TAG}` = '{key}'",
+                run_view_type=ViewType.ACTIVE_ONLY,
+                max_results=100,
+            )
+        )
+
+    def latest_claim(self, key: str, at_least: int = 0) -> tuple[int, Any]:
+        """The highest claimed attempt of ``key`` (0: none) and its claim experiment."""
+        attempt, claim = 0, None
+        while True:
+            found = self._patient(
+                lambda n=attempt + 1: self.client.get_experiment_by_name(
+                    claim_name(self.experiment_id, key, n)
+                )
+            )
+            if found is None and attempt + 1 > at_least:
+                return attempt, claim
+            attempt, claim = attempt + 1, found
+
+    def state(self, key: str) -> KeyState:
+        runs = self.runs(key)
+        finished = [r for r in runs if r.info.status == "FINISHED"]
+        if finished:
+            return KeyState("finished", _attempt_of(finished[0]), finished[0])
+        run = max(runs, key=_attempt_of) if runs else None
+        run_attempt = _attempt_of(run) if run is not None else 0
+        attempt, claim = self.latest_claim(key, at_least=run_attempt)
+        if attempt == 0:
+            return KeyState("none", 0)
+        host, pid, last = self._last_sign_of_life(run, claim, attempt)
+        age = None if last is None else self.clock.now() - last
+        state = KeyState("dead", attempt, run, host, age)
+        ended = run is not None and run_attempt == attempt and run.info.status != "RUNNING"
+        if not ended and last is not None and not self._dead_here(host, pid):
+            if age < self.settings.stale_after_s:
+                state.kind = "held"
+                return state
+        if attempt >= self.settings.max_attempts:
+            state.kind = "exhausted"
+        return state
+
+    def _last_sign_of_life(
+        self, run: Any, claim: Any, attempt: int
+    ) -> tuple[str | None, int | None, float | None]:
+        """Host, pid and store time of the last heartbeat of attempt ``attempt``: its lease tag
+        on the run, else the creation of its claim (a claimant opening or taking over the run)."""
+        lease = json.loads(run.data.tags.get(LEASE_TAG, "{}")) if run is not None else {}
+        if lease.get("attempt") == attempt:
+            return lease.get("host"), lease.get("pid"), float(lease["time"])
+        if claim is not None:
+            pid = claim.tags.get("calibexp.pid", "")
+            return (
+                claim.tags.get("calibexp.host"),
+                int(pid) if pid.isdigit() else None,
+                claim.creation_time / 1000,
+            )
+        return None, None, None
+
+    def _dead_here(self, host: str | None, pid: int | None) -> bool:
+        """A holder on this very machine whose process is gone is dead now, lease or not."""
+        return host == self.host and pid is not None and pid != self.pid and not _process_alive(pid)
+
+    # ------------------------------------------------------------------ claiming
+
+    def ensure_writable(self) -> None:
+        """Prove this user may write to the experiment before claiming anything in it (a
+        read-only user of a basic-auth server could otherwise claim keys it cannot train)."""
+        if self._writable:
+            return
+        try:
+            self._patient(
+                lambda: self.client.set_experiment_tag(
+                    self.experiment_id, "calibexp.last_worker", self.host
+                )
+            )
+        except MlflowException as err:
+            user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(none)")
+            raise CalibexpError(
+                f"user {user} may not write to experiment {self.experiment_id} "
+                f"({first_line(err)}); it can read runs but not claim or train them: ask the "
+                "server's admin for EDIT permission on the experiment"
+            ) from None
+        self._writable = True
+
+    def claim(self, key: str, attempt: int) -> bool:
+        """Try to take attempt ``attempt`` of ``key``; True for exactly one caller."""
+        self.ensure_writable()
+        name = claim_name(self.experiment_id, key, attempt)
+        tags = {
+            "calibexp.claim_token": self.token,
+            "calibexp.host": self.host,
+            "calibexp.pid": str(self.pid),
+            "calibexp.run_key": key,
+            ATTEMPT_TAG: str(attempt),
+        }
+        try:
+            claim_id = self._patient(lambda: self.client.create_experiment(name, tags=tags))
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            # Ours if an earlier try of this very call committed before its answer was lost.
+            existing = self._patient(lambda: self.client.get_experiment_by_name(name))
+            if existing is None or existing.tags.get("calibexp.claim_token") != self.token:
+                return False
+            claim_id = existing.experiment_id
+        try:  # out of the UI's experiment list; the name stays taken
+            self.client.delete_experiment(claim_id)
+        except MlflowException:
+            pass  # already deleted by our earlier try
+        return True
+
+    def lease(self, run_id: str, key: str, attempt: int) -> "Lease":
+        return Lease(self, run_id, key, attempt)
+
+
+class Lease:
+    """Attempt ``attempt``'s hold on run ``run_id``: renewed from a timer thread, fenced by the
+    existence of claim ``attempt + 1``."""
+
+    def __init__(self, registry: Registry, run_id: str, key: str, attempt: int) -> None:
+        self.registry, self.run_id, self.key, self.attempt = registry, run_id, key, attempt
+        self.lost = False
+        self.taken_by: str | None = None
+        self._checked = -FENCE_CACHE_S  # monotonic time of the last fence check that passed
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.beats = 0
+
+    @property
+    def client(self) -> MlflowClient:
+        return self.registry.client
+
+    def tag(self) -> dict[str, str]:
+        value = {
+            "attempt": self.attempt,
+            "host": self.registry.host,
+            "pid": self.registry.pid,
+            "time": round(self.registry.clock.now(), 3),
+            "beat": self.beats,
+        }
+        return {LEASE_TAG: json.dumps(value)}
+
+    def held(self) -> bool:
+        """Whether no later attempt was claimed (one GET at most every ``FENCE_CACHE_S``)."""
+        if self.lost:
+            return False
+        if time.monotonic() - self._checked < FENCE_CACHE_S:
+            return True
+        name = claim_name(self.registry.experiment_id, self.key, self.attempt + 1)
+        successor = self.client.get_experiment_by_name(name)
+        if successor is not None:
+            self.lost = True
+            self.taken_by = successor.tags.get("calibexp.host", "another worker")
+            return False
+        self._checked = time.monotonic()
+        return True
+
+    def assert_held(self) -> None:
+        if not self.held():
+            raise LeaseLost(
+                f"run {self.run_id} was taken over by {self.taken_by} (attempt "
+                f"{self.attempt + 1}) while this worker was silent; it stopped writing to it"
+            )
+
+    def beat(self) -> None:
+        self.assert_held()
+        self.beats += 1
+        self.client.set_tag(self.run_id, LEASE_TAG, self.tag()[LEASE_TAG])
+
+    def start(self) -> "Lease":
+        self._thread = threading.Thread(target=self._loop, name="calibexp-lease", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.registry.settings.heartbeat_s):
+            try:
+                self.registry.clock.measure()
+                self.beat()
+            except LeaseLost:
+                return
+            except Exception:  # noqa: BLE001 - the store is down: beat again next time
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
