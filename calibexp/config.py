@@ -461,3 +461,9 @@ def with_overrides(cfg: ExperimentConfig, overrides: typing.Sequence[str]) -> Ex
     for item in overrides:
         raw = _merge_layer(raw, _parse_override(item))
     return validate(raw)
+
+
+def override(key: str, value: Any) -> str:
+    """The dotted override that sets ``key`` to ``value`` (``optim.lr=0.05``, ``a.b=[1, 2]``)."""
+    text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    return f"{key}={text}"

@@ -18,8 +18,9 @@ The lifecycle, in order:
    RUNNING. A worker whose lease was taken over writes nothing more and leaves the run to its
    new holder.
 
-A run started by ``mlflow run`` trains in a run of its own; the launcher run is marked as
-pointing at it (``calibexp.tracking.launcher``).
+Under ``mlflow run``, a new run is the launcher run MLflow made for the command; a command that
+trains nothing in it (done, held, or resuming another run) marks it as pointing at the run that
+holds the result (``calibexp.tracking.launcher``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from calibexp.errors import CalibexpError, LeaseLost
 from calibexp.evaluation import evaluate_and_log
 from calibexp.parts import Parts, build_parts
 from calibexp.tracking.checkpoints import BEST, LAST, load_checkpoint
-from calibexp.tracking.launcher import mark_launcher
+from calibexp.tracking.launcher import mark_launcher, take_launcher
 from calibexp.tracking.recorder import EpochRecorder
 from calibexp.tracking.registry import ATTEMPT_TAG, KEY_TAG, KeyState, Registry
 from calibexp.tracking.run import (
@@ -113,6 +114,8 @@ def run_experiment(
     then only carries this machine's keys; see ``config_for_resume``); with ``trial``, train
     it as a study trial, outside the registry."""
     client = tracking_client()
+    if cfg is not None:  # how long this run waits out a store that stops answering
+        client.timeout_s = cfg.tracking.store_timeout_s
     if trial is not None:
         assert cfg is not None
         return _train_trial(client, cfg, trial)
@@ -154,10 +157,16 @@ def _open(
         tags["calibexp.forced"] = "true"
     lease = registry.lease("", key, attempt)
     tags.update(lease.tag())
-    run = TrackedRun.create(registry.client, registry.experiment_id, cfg.tracking.run_name, tags)
+    launched = take_launcher()  # the run `mlflow run` made for this command, if any
+    if launched:
+        run = TrackedRun.attach(registry.client, launched)
+        run.set_tags(tags)
+    else:
+        run = TrackedRun.create(
+            registry.client, registry.experiment_id, cfg.tracking.run_name, tags
+        )
     lease.run_id = run.run_id
-    run.hold(lease.start(), cfg.tracking.store_timeout_s)
-    mark_launcher(registry.client, run.run_id, f"trained in run {run.run_id}")
+    run.hold(lease.start())
     run.log_params(flatten(cfg))
     run.log_text(to_yaml(cfg), "config.yaml")
     print(f"calibexp: MLflow run {run.run_id}", flush=True)
@@ -178,7 +187,7 @@ def _take_over(
     client = registry.client
     run = TrackedRun.attach(client, run_id)
     lease = registry.lease(run_id, key, attempt)
-    run.hold(lease, local.tracking.store_timeout_s)
+    run.hold(lease)
     run.set_tags({**host_tags(), ATTEMPT_TAG: str(attempt), **lease.tag()})
     lease.start()
     mark_launcher(client, run_id, f"resumed run {run_id}")

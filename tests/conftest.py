@@ -25,7 +25,13 @@ MLFLOW_ENV = (
     "MLFLOW_EXPERIMENT_NAME",
 )
 # A fast variant of the demo for tests that train: narrow CNN, few epochs, records every epoch.
-FAST = ["model.width=16", "train.epochs=3", "train.progress=false", "tracking.flush_every_s=0"]
+FAST = [
+    "model.width=16",
+    "train.epochs=3",
+    "train.progress=false",
+    "tracking.flush_every_s=0",
+    "tracking.checkpoint_every_s=0",
+]
 
 
 @pytest.fixture(scope="session")

@@ -75,9 +75,7 @@ def test_resume_takes_only_machine_overrides(monkeypatch, capsys, tracking_store
     assert code == 2 and "overrides may only set this machine's keys" in only_error_line(err)
     assert "optim.lr=1" in only_error_line(err)
     # a machine key is accepted; the run is FINISHED, which is what stops this resume
-    code, err = call(
-        train_entry, monkeypatch, capsys, "--resume", run.info.run_id, "device=cpu"
-    )
+    code, err = call(train_entry, monkeypatch, capsys, "--resume", run.info.run_id, "device=cpu")
     assert code == 2 and "already FINISHED; nothing to resume" in only_error_line(err)
 
 

@@ -24,6 +24,7 @@ OVERRIDES = [
     f"train.epochs={EPOCHS}",
     "train.progress=false",
     "tracking.flush_every_s=0",
+    "tracking.checkpoint_every_s=0",
     "schedule.milestones=[3]",
 ]
 PER_EPOCH = ["train/loss", "train/acc", "val/acc", "val/nll", "val/ece_15", "val/brier", "lr"]
@@ -145,6 +146,6 @@ def test_kill_then_resume_matches_an_uninterrupted_run(tracking_store, reference
         launchers = [
             r
             for r in client.search_runs(experiments)
-            if r.data.tags.get("calibexp.resumed_run_id") == run_id
+            if r.data.tags.get("calibexp.launcher_of") == run_id
         ]
         assert len(launchers) == 1

@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 from optuna.trial import TrialState
 
-from calibexp.config import load_config
+from calibexp.config import load_config, override
 from calibexp.errors import CalibexpError, EarlyStop
 from calibexp.studies.spec import Parameter, StudySpec
 from calibexp.tracking.launcher import launcher_run_id, mark_launcher
@@ -184,7 +183,7 @@ _unset = object()
 
 
 def overrides_for(values: dict[str, Any]) -> list[str]:
-    return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}" for k, v in values.items()]
+    return [override(k, v) for k, v in values.items()]
 
 
 class Objective:

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from calibexp.config import load_config
+from calibexp.config import load_config, override
 from calibexp.errors import CalibexpError
 from calibexp.registry import closest
 
@@ -257,15 +257,11 @@ def check_keys_exist(spec: StudySpec) -> None:
     if not spec.base.is_file():
         raise CalibexpError(f"study {spec.name}: base config not found: {spec.base}")
     for parameter in spec.space:
-        conditions = [f"{k}={_yaml(v)}" for k, v in parameter.when.items()]
+        conditions = [override(k, v) for k, v in parameter.when.items()]
         for sample in sample_values(parameter):
             try:
                 load_config(
-                    spec.base, [*spec.overrides, *conditions, f"{parameter.key}={_yaml(sample)}"]
+                    spec.base, [*spec.overrides, *conditions, override(parameter.key, sample)]
                 )
             except CalibexpError as err:
                 raise CalibexpError(f"study {spec.name}: space.{parameter.key}: {err}") from None
-
-
-def _yaml(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()

@@ -44,7 +44,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from calibexp.errors import CalibexpError, LeaseLost
-from calibexp.tracking.store import StoreClock, first_line, patient
+from calibexp.tracking.store import first_line, store_clock
 
 CLAIM_PREFIX = "calibexp-claim"
 KEY_TAG = "calibexp.registry_key"
@@ -104,34 +104,27 @@ class Registry:
         self.host = worker_host()
         self.pid = os.getpid()
         self.token = uuid.uuid4().hex  # tells our own claim from another's after a retry
-        self.clock = StoreClock(client.tracking_uri)
+        self.clock = store_clock(client.tracking_uri)
         self._writable = False
-
-    def _patient(self, call: Any) -> Any:
-        return patient(call, self.settings.store_timeout_s)
 
     # ------------------------------------------------------------------ reading
 
     def runs(self, key: str) -> list[Any]:
         """The registry's runs of ``key`` in this experiment (evaluations, trials and launchers
         carry no registry key and are never among them)."""
-        return self._patient(
-            lambda: self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{KEY_TAG}` = '{key}'",
-                run_view_type=ViewType.ACTIVE_ONLY,
-                max_results=100,
-            )
+        return self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{KEY_TAG}` = '{key}'",
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=100,
         )
 
     def latest_claim(self, key: str, at_least: int = 0) -> tuple[int, Any]:
         """The highest claimed attempt of ``key`` (0: none) and its claim experiment."""
         attempt, claim = 0, None
         while True:
-            found = self._patient(
-                lambda n=attempt + 1: self.client.get_experiment_by_name(
-                    claim_name(self.experiment_id, key, n)
-                )
+            found = self.client.get_experiment_by_name(
+                claim_name(self.experiment_id, key, attempt + 1)
             )
             if found is None and attempt + 1 > at_least:
                 return attempt, claim
@@ -147,10 +140,9 @@ class Registry:
         attempt, claim = self.latest_claim(key, at_least=run_attempt)
         if attempt == 0:
             return KeyState("none", 0)
-        host, pid, last = self._last_sign_of_life(run, claim, attempt)
+        host, pid, last, ended = self._last_sign_of_life(run, claim, attempt)
         age = None if last is None else self.clock.now() - last
         state = KeyState("dead", attempt, run, host, age)
-        ended = run is not None and run_attempt == attempt and run.info.status != "RUNNING"
         if not ended and last is not None and not self._dead_here(host, pid):
             if age < self.settings.stale_after_s:
                 state.kind = "held"
@@ -161,20 +153,30 @@ class Registry:
 
     def _last_sign_of_life(
         self, run: Any, claim: Any, attempt: int
-    ) -> tuple[str | None, int | None, float | None]:
-        """Host, pid and store time of the last heartbeat of attempt ``attempt``: its lease tag
-        on the run, else the creation of its claim (a claimant opening or taking over the run)."""
+    ) -> tuple[str | None, int | None, float | None, bool]:
+        """Host, pid and store time of the last heartbeat of attempt ``attempt``, and whether its
+        holder ended it: from its lease tag on the run, else from the creation of its claim (a
+        claimant opening or taking over the run). The run's status alone does not say: ``mlflow
+        run`` marks the launcher run of a worker that was taken over FAILED under its new
+        holder (``calibexp.tracking.launcher``)."""
         lease = json.loads(run.data.tags.get(LEASE_TAG, "{}")) if run is not None else {}
         if lease.get("attempt") == attempt:
-            return lease.get("host"), lease.get("pid"), float(lease["time"])
+            return (
+                lease.get("host"),
+                lease.get("pid"),
+                float(lease["time"]),
+                bool(lease.get("ended")),
+            )
         if claim is not None:
             pid = claim.tags.get("calibexp.pid", "")
             return (
                 claim.tags.get("calibexp.host"),
                 int(pid) if pid.isdigit() else None,
                 claim.creation_time / 1000,
+                False,
             )
-        return None, None, None
+        # a run from before the registry: its status is all there is
+        return None, None, None, run is not None and run.info.status != "RUNNING"
 
     def _dead_here(self, host: str | None, pid: int | None) -> bool:
         """A holder on this very machine whose process is gone is dead now, lease or not."""
@@ -188,11 +190,7 @@ class Registry:
         if self._writable:
             return
         try:
-            self._patient(
-                lambda: self.client.set_experiment_tag(
-                    self.experiment_id, "calibexp.last_worker", self.host
-                )
-            )
+            self.client.set_experiment_tag(self.experiment_id, "calibexp.last_worker", self.host)
         except MlflowException as err:
             user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(none)")
             raise CalibexpError(
@@ -214,12 +212,12 @@ class Registry:
             ATTEMPT_TAG: str(attempt),
         }
         try:
-            claim_id = self._patient(lambda: self.client.create_experiment(name, tags=tags))
+            claim_id = self.client.create_experiment(name, tags=tags)
         except MlflowException as err:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
             # Ours if an earlier try of this very call committed before its answer was lost.
-            existing = self._patient(lambda: self.client.get_experiment_by_name(name))
+            existing = self.client.get_experiment_by_name(name)
             if existing is None or existing.tags.get("calibexp.claim_token") != self.token:
                 return False
             claim_id = existing.experiment_id
@@ -250,7 +248,7 @@ class Lease:
     def client(self) -> MlflowClient:
         return self.registry.client
 
-    def tag(self) -> dict[str, str]:
+    def tag(self, ended: bool = False) -> dict[str, str]:
         value = {
             "attempt": self.attempt,
             "host": self.registry.host,
@@ -258,6 +256,8 @@ class Lease:
             "time": round(self.registry.clock.now(), 3),
             "beat": self.beats,
         }
+        if ended:
+            value["ended"] = True
         return {LEASE_TAG: json.dumps(value)}
 
     def held(self) -> bool:
@@ -282,10 +282,15 @@ class Lease:
                 f"{self.attempt + 1}) while this worker was silent; it stopped writing to it"
             )
 
-    def beat(self) -> None:
+    def beat(self, ended: bool = False) -> None:
+        """Renew the lease (``ended``: the holder ends the attempt itself)."""
         self.assert_held()
         self.beats += 1
-        self.client.set_tag(self.run_id, LEASE_TAG, self.tag()[LEASE_TAG])
+        self.client.set_tag(self.run_id, LEASE_TAG, self.tag(ended)[LEASE_TAG])
+        if not ended and self.client.get_run(self.run_id).info.status != "RUNNING":
+            # Ended under us by someone else: `mlflow run` marking the run of a worker that was
+            # taken over. The holder is alive, so the run is RUNNING.
+            self.client.update_run(self.run_id, status="RUNNING")
 
     def start(self) -> "Lease":
         self._thread = threading.Thread(target=self._loop, name="calibexp-lease", daemon=True)

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,10 @@ from mlflow.tracking import MlflowClient
 
 from calibexp.errors import CalibexpError, EarlyStop, LeaseLost
 from calibexp.tracking.background import OrderedWorker
-from calibexp.tracking.launcher import launcher_run_id
-from calibexp.tracking.store import first_line, open_store, patient
+from calibexp.tracking.launcher import take_launcher
+from calibexp.tracking.store import first_line, open_store, transient
 
-DEFAULT_STORE_TIMEOUT_S = 900.0
-
+CREATE_TOKEN = "calibexp.create_token"
 MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_CALL = 100
 
@@ -57,18 +57,33 @@ class TrackedRun:
         self._artifact_dir: Path | None | bool = False  # resolved on the first upload
         self._metrics: list[Metric] = []  # logged by the next queued write
         self.lease: Any = None  # a registry Lease: every write is fenced by it
-        self.store_timeout_s = DEFAULT_STORE_TIMEOUT_S
 
     # ------------------------------------------------------------------ opening
 
     @classmethod
     def create(
-        cls, client: MlflowClient, experiment_id: str, run_name: str | None, tags: dict[str, str]
+        cls, client: Any, experiment_id: str, run_name: str | None, tags: dict[str, str]
     ) -> "TrackedRun":
+        """A new run with ``tags`` and the resolved context tags (user, source, git commit).
+        Retried by a token while the store is away: a create whose answer was lost must not
+        leave a second run behind."""
         from mlflow.tracking.context.registry import resolve_tags  # user, source, git commit
 
-        run = client.create_run(experiment_id, run_name=run_name, tags=resolve_tags(tags))
-        return cls(client, run.info.run_id)
+        token = uuid.uuid4().hex
+        tags = resolve_tags({**tags, CREATE_TOKEN: token})
+        raw = getattr(client, "raw", client)
+        deadline = time.monotonic() + getattr(client, "timeout_s", 0)
+        while True:
+            try:
+                run = raw.create_run(experiment_id, run_name=run_name, tags=tags)
+                return cls(client, run.info.run_id)
+            except Exception as err:  # noqa: BLE001 - classified below
+                if not transient(err) or time.monotonic() > deadline:
+                    raise
+            time.sleep(2)
+            made = client.search_runs([experiment_id], f"tags.`{CREATE_TOKEN}` = '{token}'")
+            if made:
+                return cls(client, made[0].info.run_id)
 
     @classmethod
     def for_this_command(
@@ -83,7 +98,7 @@ class TrackedRun:
         ``experiment_id()``; tagged either way, with the same resolved tags as any run."""
         from mlflow.tracking.context.registry import resolve_tags
 
-        launched = launcher_run_id()
+        launched = take_launcher()
         if not launched:
             return cls.create(client, experiment_id(), run_name, tags)
         run = cls.attach(client, launched)
@@ -97,9 +112,9 @@ class TrackedRun:
         client.update_run(run_id, status="RUNNING")
         return cls(client, run_id)
 
-    def hold(self, lease: Any, store_timeout_s: float) -> None:
-        """Write only while ``lease`` is held, waiting up to ``store_timeout_s`` for the store."""
-        self.lease, self.store_timeout_s = lease, store_timeout_s
+    def hold(self, lease: Any) -> None:
+        """Write only while ``lease`` is held."""
+        self.lease = lease
 
     def _fence(self) -> None:
         if self.lease is not None:
@@ -110,12 +125,10 @@ class TrackedRun:
         if self.lease is not None and self.lease.lost:
             self.lease.assert_held()
 
-    def _patient(self, call: Callable[[], Any]) -> Any:
-        def fenced() -> Any:
-            self._fence()
-            return call()
-
-        return patient(fenced, self.store_timeout_s, f"the tracking store ({self.run_id[:8]})")
+    def _fenced(self, call: Callable[[], Any]) -> Any:
+        """A write to the store: fenced first (the client itself waits out an outage)."""
+        self._fence()
+        return call()
 
     # ------------------------------------------------------------------ writing
 
@@ -123,13 +136,13 @@ class TrackedRun:
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_CALL):
             batch = items[i : i + MAX_PARAMS_PER_CALL]
-            self._patient(lambda b=batch: self.client.log_batch(self.run_id, params=b))
+            self._fenced(lambda b=batch: self.client.log_batch(self.run_id, params=b))
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         items = [RunTag(k, str(v)) for k, v in tags.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_CALL):
             batch = items[i : i + MAX_PARAMS_PER_CALL]
-            self._patient(lambda b=batch: self.client.log_batch(self.run_id, tags=b))
+            self._fenced(lambda b=batch: self.client.log_batch(self.run_id, tags=b))
 
     def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
         """``log_metrics`` for one epoch, unless that epoch was logged before the run was
@@ -152,7 +165,7 @@ class TrackedRun:
     def _log_batch(self, items: list[Metric]) -> None:
         for i in range(0, len(items), MAX_METRICS_PER_CALL):
             batch = items[i : i + MAX_METRICS_PER_CALL]
-            self._patient(lambda b=batch: self.client.log_batch(self.run_id, metrics=b))
+            self._fenced(lambda b=batch: self.client.log_batch(self.run_id, metrics=b))
 
     def stage(self, artifact_path: str) -> Path:
         """A fresh local file path to write an artifact into before ``upload`` queues it."""
@@ -168,9 +181,7 @@ class TrackedRun:
     def _upload(self, local_file: Path, artifact_path: str) -> None:
         parent = Path(artifact_path).parent
         if self._artifact_dir is False:
-            self._artifact_dir = self._patient(
-                lambda: _local_artifact_dir(self.client, self.run_id)
-            )
+            self._artifact_dir = self._fenced(lambda: _local_artifact_dir(self.client, self.run_id))
         destination = self._artifact_dir
         try:
             if destination is not None:
@@ -184,9 +195,7 @@ class TrackedRun:
                 os.replace(partial, target)
             else:
                 folder = None if str(parent) == "." else parent.as_posix()
-                self._patient(
-                    lambda: self.client.log_artifact(self.run_id, str(local_file), folder)
-                )
+                self._fenced(lambda: self.client.log_artifact(self.run_id, str(local_file), folder))
         except (OSError, MlflowException) as err:
             where = destination if destination is not None else "the artifact store"
             raise CalibexpError(
@@ -228,7 +237,7 @@ class TrackedRun:
 
         try:
             pixels = figure_pixels(build())
-            self._patient(
+            self._fenced(
                 lambda: self.client.log_image(
                     self.run_id, pixels, key=key, step=step, synchronous=True
                 )
@@ -243,7 +252,7 @@ class TrackedRun:
         """The steps of the image series ``key`` already in the store."""
         prefix = key.replace("/", "~") + "+step+"
         steps = set()
-        for entry in self._patient(lambda: self.client.list_artifacts(self.run_id, "images")):
+        for entry in self._fenced(lambda: self.client.list_artifacts(self.run_id, "images")):
             name = Path(entry.path).name
             if name.startswith(prefix) and name.endswith(".png"):
                 steps.add(int(name[len(prefix) :].split("+")[0]))
@@ -264,12 +273,13 @@ class TrackedRun:
             self.worker.close()
             shutil.rmtree(self.staging, ignore_errors=True)
             if reason:
-                self._patient(
+                self._fenced(
                     lambda: self.client.set_tag(self.run_id, "calibexp.end_reason", reason[:5000])
                 )
-            self._patient(lambda: self.client.set_terminated(self.run_id, status))
-            if self.lease is not None:
+            if self.lease is not None:  # the holder itself says the attempt is over
                 self.lease.stop()
+                self._fenced(lambda: self.lease.beat(ended=True))
+            self._fenced(lambda: self.client.set_terminated(self.run_id, status))
 
     def abandon(self) -> None:
         """The run is no longer ours (``LeaseLost``): drop what is queued, write nothing."""

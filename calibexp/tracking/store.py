@@ -3,11 +3,15 @@ away mid-run, and asked what time it is.
 
 - ``open_store()``: a client on MLflow's own URI resolution that has proven it can reach and
   use the store, within ~10 s. A network store is first probed with a plain TCP connect (5 s),
-  because MLflow's HTTP client retries a refused connection for minutes.
-- ``patient(call)``: run a store call, retrying transient failures (connection refused or
-  reset, 5xx, a locked SQLite file) with capped exponential back-off for up to
-  ``tracking.store_timeout_s``; MLflow's own HTTP retries are turned down to one so that this
-  loop, not a two-minute retry inside one call, decides how long to wait.
+  because MLflow's HTTP client retries a refused connection for minutes. Once reached, the
+  same client serves the whole process.
+- The client is *patient* (``PatientClient``): every call retries transient failures
+  (connection refused or reset, 5xx, a locked SQLite file) with capped exponential back-off for
+  up to ``tracking.store_timeout_s``, so a server restarted mid-run is waited for while training
+  goes on. MLflow's own HTTP retries are turned down to one, so that this loop, not a
+  two-minute retry inside one call, decides how long to wait. ``create_run`` is the one call
+  that is not blindly repeated (a lost answer would leave a second run): ``TrackedRun.create``
+  retries it by a token.
 - ``StoreClock``: the store's clock as this machine sees it. Leases are compared on it, so two
   workers whose clocks differ never disagree about whether a lease expired (registry.md §4).
 """
@@ -19,7 +23,7 @@ import socket
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import mlflow
@@ -41,9 +45,15 @@ def first_line(err: BaseException) -> str:
     return text[0][:300] if text else type(err).__name__
 
 
-def open_store() -> MlflowClient:
-    """A client on ``MLFLOW_TRACKING_URI`` (else sqlite:///mlflow.db) that can read the store."""
+_clients: dict[str, "PatientClient"] = {}
+
+
+def open_store() -> "PatientClient":
+    """A client on ``MLFLOW_TRACKING_URI`` (else sqlite:///mlflow.db) that can read the store;
+    probed once per process and URI, then reused (it waits out an outage instead)."""
     uri = mlflow.get_tracking_uri()
+    if uri in _clients:
+        return _clients[uri]
     _probe_network(uri)
     try:
         client = MlflowClient(uri)
@@ -55,7 +65,28 @@ def open_store() -> MlflowClient:
             f"cannot use the MLflow tracking store {redact(uri)}: {first_line(err)}; set "
             "MLFLOW_TRACKING_URI to a writable sqlite:///path.db or an http:// server"
         ) from None
-    return client
+    _clients[uri] = PatientClient(client)
+    return _clients[uri]
+
+
+class PatientClient:
+    """An ``MlflowClient`` whose calls wait out a store that is away (``patient``)."""
+
+    NOT_REPEATED = ("create_run",)
+
+    def __init__(self, client: MlflowClient, timeout_s: float = 900.0) -> None:
+        self.raw = client
+        self.timeout_s = timeout_s
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.raw, name)
+        if not callable(attr) or name.startswith("_") or name in self.NOT_REPEATED:
+            return attr
+
+        def patiently(*args: Any, **kwargs: Any) -> Any:
+            return patient(lambda: attr(*args, **kwargs), self.timeout_s)
+
+        return patiently
 
 
 def _probe_network(uri: str) -> None:
@@ -153,6 +184,16 @@ def patient(call: Callable[[], T], timeout_s: float, what: str = "the tracking s
                 warned = True
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+_clocks: dict[str, "StoreClock"] = {}
+
+
+def store_clock(uri: str) -> "StoreClock":
+    """One clock per store and process (its offset survives an outage)."""
+    if uri not in _clocks:
+        _clocks[uri] = StoreClock(uri)
+    return _clocks[uri]
 
 
 class StoreClock:

@@ -1,0 +1,127 @@
+"""Sweep specs (``studies/sweep_*.yaml``): a grid of run configs, validated in full before
+anything trains.
+
+    name: sweep-demo
+    configs: [configs/digits/small_cnn/ce.yaml, configs/digits/small_cnn/focal.yaml]
+    # paths or globs, relative to the repository (configs/cifar10/resnet50/*.yaml)
+    seeds: [0, 1, 2]                   # every config once per seed (seed=N)
+    overrides: [train.epochs=3]        # applied to every cell
+    axes:                              # more grid dimensions: dotted key -> values
+      optim.lr: [0.05, 0.1]
+
+The grid is configs x seeds x the product of the axes; each cell is one config, trained exactly
+once by whichever worker the registry gives it to (``calibexp.sweeps.worker``).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from calibexp.config import ExperimentConfig, load_config, override
+from calibexp.errors import CalibexpError
+from calibexp.registry import closest
+
+TOP_KEYS = ("name", "configs", "seeds", "overrides", "axes")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One config of the grid."""
+
+    label: str  # what the table shows: config path, seed and axis values
+    config: Path
+    overrides: tuple[str, ...]
+    cfg: ExperimentConfig
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    cells: tuple[Cell, ...]
+    digest: str  # of the spec file's content
+
+
+def load_sweep(path: str | Path, root: Path | None = None) -> SweepSpec:
+    path, root = Path(path), (root or Path.cwd())
+    where = f"sweep spec {path}"
+    if not path.is_file():
+        raise CalibexpError(
+            f"sweep spec not found: {path}; pass one such as studies/sweep_demo.yaml"
+        )
+    text = path.read_text()
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise CalibexpError(f"{where} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise CalibexpError(f"{where}: a sweep spec is a mapping of {', '.join(TOP_KEYS)}")
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise CalibexpError(
+                f"{where}: unknown key '{key}'{closest(str(key), TOP_KEYS)}; "
+                f"valid: {', '.join(TOP_KEYS)}"
+            )
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise CalibexpError(f"{where}: 'name' is required (a string)")
+    configs = _configs(raw.get("configs"), root, where)
+    seeds = raw.get("seeds", [0])
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise CalibexpError(f"{where}: seeds {seeds!r}, expected a non-empty list of distinct ints")
+    overrides = raw.get("overrides") or []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise CalibexpError(f"{where}: overrides {overrides!r}, expected a list of key=value")
+    axes = raw.get("axes") or {}
+    if not isinstance(axes, dict) or not all(
+        isinstance(v, list) and v and len(set(map(repr, v))) == len(v) for v in axes.values()
+    ):
+        raise CalibexpError(
+            f"{where}: axes {axes!r}, expected dotted keys mapped to non-empty lists of "
+            "distinct values (e.g. optim.lr: [0.05, 0.1])"
+        )
+    cells = []
+    for config in configs:
+        for seed in seeds:
+            for values in itertools.product(*axes.values()):
+                chosen = dict(zip(axes, values))
+                extra = [f"seed={seed}", *(override(k, v) for k, v in chosen.items())]
+                label = " ".join([_relative(config, root), *extra])
+                try:
+                    cfg = load_config(config, [*overrides, *extra])
+                except CalibexpError as err:
+                    raise CalibexpError(f"{where}: cell '{label}': {err}") from None
+                cells.append(Cell(label, config, (*overrides, *extra), cfg))
+    return SweepSpec(name, tuple(cells), hashlib.sha256(text.encode()).hexdigest()[:16])
+
+
+def _configs(value: Any, root: Path, where: str) -> list[Path]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise CalibexpError(f"{where}: 'configs' is required: run config paths or globs")
+    found: list[Path] = []
+    for pattern in value:
+        matches = sorted(Path(p) for p in glob.glob(str(root / str(pattern))))
+        if not matches:
+            raise CalibexpError(f"{where}: configs entry '{pattern}' matches no file under {root}")
+        found += [m for m in matches if m not in found]
+    return found
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
