@@ -252,8 +252,9 @@ def _nothing_to_train(client: MlflowClient, state: KeyState) -> Outcome:
         )
         outcome = Outcome("held", run_id, {}, state.attempt, state.host, message)
     else:
+        which = f"run {run_id}" if run_id else "this config"
         message = (
-            f"run {run_id} failed {state.attempt} times (tracking.max_attempts); not tried "
+            f"{which} failed {state.attempt} times (tracking.max_attempts); not tried "
             f"again. Last error: {state.last_error}"
         )
         outcome = Outcome("gave_up", run_id, {}, state.attempt, state.host, message)
@@ -284,7 +285,7 @@ def guarded(run: TrackedRun, body: Callable[[], Any], finish_on_success: bool = 
     try:
         result = body()
     except LeaseLost:
-        run.abandon()
+        run.release()
         raise
     except BaseException as exc:
         reason = (
@@ -295,7 +296,7 @@ def guarded(run: TrackedRun, body: Callable[[], Any], finish_on_success: bool = 
         try:
             run.finish(terminal_status(exc), reason)
         except LeaseLost:
-            run.abandon()
+            run.release()
             raise
         except Exception:  # noqa: BLE001 - the original error is the one to report
             pass

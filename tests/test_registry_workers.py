@@ -310,22 +310,6 @@ def test_workers_wait_out_a_server_restart(server, tmp_path):
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
-CLAIMANT = """
-import json, os, sys, time
-from calibexp.config import TrackingConfig
-from calibexp.tracking.registry import Registry
-from calibexp.tracking.store import open_store
-client = open_store()
-registry = Registry(client, sys.argv[1], TrackingConfig())
-registry.ensure_writable()
-keys = json.loads(sys.argv[2])
-print("ready", flush=True)
-while not os.path.exists(sys.argv[3]):
-    time.sleep(0.001)
-print(json.dumps([k for k in keys if registry.claim(k, 1)]), flush=True)
-"""
-
-
 def test_sixteen_claimants_fifty_keys_one_winner_each(server, tmp_path):
     client = MlflowClient(server.uri)
     experiment = client.create_experiment("claims")
@@ -333,9 +317,9 @@ def test_sixteen_claimants_fifty_keys_one_winner_each(server, tmp_path):
     go = tmp_path / "go"
     claimants = [
         subprocess.Popen(
-            [sys.executable, "-c", CLAIMANT, experiment, json.dumps(keys), str(go)],
+            [sys.executable, "-m", "tests.claimant", experiment, json.dumps(keys), str(go)],
             env=env_for(server.uri, f"claimant-{i}", "claims"),
-            cwd=tmp_path,
+            cwd=ROOT,  # python -m tests.claimant
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

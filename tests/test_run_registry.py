@@ -188,7 +188,7 @@ def test_heartbeats_keep_coming_through_a_long_epoch(tracking_store, test_losses
             "train.progress=false",
             "eval.diagram_every=0",
             "tracking.heartbeat_s=0.2",
-            "tracking.stale_after_s=1.0",
+            "tracking.stale_after_s=1.5",
         ],
     )
     client = open_store()

@@ -31,6 +31,7 @@ from calibexp.studies.spec import Parameter, StudySpec
 from calibexp.tracking.launcher import launcher_run_id, mark_launcher
 from calibexp.tracking.run import (
     TrackedRun,
+    end_run,
     experiment_id_for,
     get_run,
     host_tags,
@@ -97,10 +98,7 @@ def retry_and_close_run(study: optuna.Study, trial: optuna.trial.FrozenTrial) ->
     for run in stale:
         if run.info.status == "RUNNING":
             client.set_tag(run.info.run_id, "calibexp.trial_state", "FAIL")
-            client.set_tag(
-                run.info.run_id, "calibexp.end_reason", "worker died (no heartbeat); trial retried"
-            )
-            client.set_terminated(run.info.run_id, "KILLED")
+            end_run(client, run.info.run_id, "KILLED", "worker died (no heartbeat); trial retried")
 
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
@@ -150,7 +148,7 @@ def prepare(spec: StudySpec, storage_url: str) -> tuple[optuna.Study, str]:
             f"study-{spec.name}",
             tags,
         )
-        run.worker.close()
+        run.release()
         parent = run.run_id
         client.set_tag(parent, "mlflow.note.content", f"Optuna study {spec.name}: trials below.")
         study.set_user_attr(PARENT_ATTR, parent)
@@ -344,5 +342,4 @@ def summarise(study: optuna.Study, spec: StudySpec, parent: str, url: str) -> No
                 client.log_metric(parent, f"best_{key}", value)
     client.set_tag(parent, "calibexp.best_test_runs", json.dumps(evaluated))
     study.set_user_attr(FINAL_ATTR, json.dumps(evaluated))
-    if get_run(client, parent).info.status == "RUNNING":
-        client.set_terminated(parent, "FINISHED")  # the study is over, whichever worker made it
+    end_run(client, parent, "FINISHED")  # the study is over, whichever worker made it

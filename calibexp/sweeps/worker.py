@@ -25,7 +25,13 @@ from calibexp.errors import CalibexpError, LeaseLost
 from calibexp.sweeps.spec import Cell, SweepSpec
 from calibexp.tracking.launcher import mark_launcher
 from calibexp.tracking.registry import Registry, worker_host
-from calibexp.tracking.run import TrackedRun, experiment_id_for, host_tags, tracking_client
+from calibexp.tracking.run import (
+    TrackedRun,
+    end_run,
+    experiment_id_for,
+    host_tags,
+    tracking_client,
+)
 
 SUMMARY_TAG = "calibexp.sweep_summary"
 SETTLED = ("finished", "gave_up")
@@ -130,7 +136,7 @@ def open_summary(client: MlflowClient, experiment: str, spec: SweepSpec) -> str:
     tags = {SUMMARY_TAG: spec.name, "calibexp.spec_digest": spec.digest, **host_tags()}
     if registry.claim(key, 1):
         run = TrackedRun.for_this_command(client, lambda: experiment, f"sweep-{spec.name}", tags)
-        run.worker.close()
+        run.release()
         client.set_tag(
             run.run_id, "mlflow.note.content", f"Sweep {spec.name}: {len(spec.cells)} configs."
         )
@@ -172,5 +178,4 @@ def log_summary(client: MlflowClient, summary: str, rows: list[Row]) -> None:
     if all(r.status in ("FINISHED", "GAVE_UP") for r in rows):
         client.log_text(summary, out.getvalue(), "sweep/table.csv")
         client.log_text(summary, format_table(rows) + "\n", "sweep/table.txt")
-        if client.get_run(summary).info.status == "RUNNING":
-            client.set_terminated(summary, "FINISHED")
+        end_run(client, summary, "FINISHED")

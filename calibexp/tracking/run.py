@@ -281,12 +281,23 @@ class TrackedRun:
                 self._fenced(lambda: self.lease.beat(ended=True))
             self._fenced(lambda: self.client.set_terminated(self.run_id, status))
 
-    def abandon(self) -> None:
-        """The run is no longer ours (``LeaseLost``): drop what is queued, write nothing."""
+    def release(self) -> None:
+        """Write nothing more through this handle and drop what is queued: the run was taken
+        over (``LeaseLost``), or it is ended elsewhere (a study's parent, a sweep's summary)."""
         if self.lease is not None:
             self.lease.stop()
         self.worker.close(cancel=True)
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def end_run(client: Any, run_id: str, status: str, reason: str | None = None) -> None:
+    """End a run this process does not hold a ``TrackedRun`` of (a dead trial's, a study's
+    parent, a sweep's summary): the reason first, then the status, if it is still RUNNING."""
+    if get_run(client, run_id).info.status != "RUNNING":
+        return
+    if reason:
+        client.set_tag(run_id, "calibexp.end_reason", reason[:5000])
+    client.set_terminated(run_id, status)
 
 
 def get_run(client: MlflowClient, run_id: str) -> Any:
