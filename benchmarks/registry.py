@@ -52,6 +52,10 @@ def latencies(uri: str, experiment: str, repeats: int, existing: list[str]) -> d
 
     registry = Registry(open_store(), experiment, TrackingConfig())
     registry.ensure_writable()
+    for _ in range(10):  # warm-up: connections, the server's caches
+        key = uuid.uuid4().hex[:16]
+        registry.state(key)
+        registry.claim(key, 1)
     new, old, claim = [], [], []
     for i in range(repeats):
         key = uuid.uuid4().hex[:16]
