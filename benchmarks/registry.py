@@ -80,14 +80,14 @@ def populate(backend: str, experiment: str, runs: int) -> list[str]:
     way the server would store them; through HTTP it would take ~4x longer)."""
     from mlflow.tracking import MlflowClient
 
-    from calibexp.tracking.registry import ATTEMPT_TAG, KEY_TAG, LEASE_TAG, claim_name
+    from calibexp.tracking.registry import ATTEMPT_TAG, KEY_TAG, claim_name, lease_tag
 
     client = MlflowClient(backend)
     keys = [uuid.uuid4().hex[:16] for _ in range(runs)]
 
     def one(key: str) -> None:
-        lease = json.dumps({"attempt": 1, "host": "bench", "pid": 1, "time": time.time()})
-        tags = {KEY_TAG: key, ATTEMPT_TAG: "1", LEASE_TAG: lease, "calibexp.run_key": key}
+        lease = json.dumps({"host": "bench", "pid": 1, "time": time.time(), "ended": True})
+        tags = {KEY_TAG: key, ATTEMPT_TAG: "1", lease_tag(1): lease, "calibexp.run_key": key}
         run = client.create_run(experiment, tags=tags)
         client.set_terminated(run.info.run_id, "FINISHED")
         claim = client.create_experiment(claim_name(experiment, key, 1))

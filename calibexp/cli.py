@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
+from mlflow.exceptions import MlflowException
+
 from calibexp.errors import CalibexpError, LeaseLost
 
 
@@ -37,6 +39,14 @@ def main_guard(body: Callable[[], object]) -> NoReturn:
         body()
     except CalibexpError as err:
         print(f"calibexp: error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except MlflowException as err:  # the store refused (a permission, a bad value): one line
+        text = str(err).strip().splitlines()
+        print(
+            f"calibexp: error: the MLflow store refused: {text[0][:300] if text else err!r}",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.exit(2)
     except LeaseLost as err:
         print(f"calibexp: {err}", file=sys.stderr, flush=True)

@@ -51,7 +51,7 @@ from calibexp.parts import Parts, build_parts
 from calibexp.tracking.checkpoints import BEST, LAST, load_checkpoint
 from calibexp.tracking.launcher import mark_launcher, take_launcher
 from calibexp.tracking.recorder import EpochRecorder
-from calibexp.tracking.registry import ATTEMPT_TAG, KEY_TAG, KeyState, Registry
+from calibexp.tracking.registry import ATTEMPT_TAG, FAILURES_TAG, KEY_TAG, KeyState, Registry
 from calibexp.tracking.run import (
     TrackedRun,
     experiment_id_for,
@@ -180,25 +180,26 @@ def _take_over(
     local: ExperimentConfig,
     data_cache: dict[str, Any] | None,
 ) -> Outcome:
-    """Claim the next attempt of a dead run and continue it from its last checkpoint."""
-    attempt, run_id = state.attempt + 1, state.run.info.run_id
+    """Claim the next attempt of a dead run and continue it from its last checkpoint. The parts
+    are built first, from the run's own config with this machine's keys: a machine that cannot
+    build them (no data under its root) fails before it claims, and the run is left as it was."""
+    attempt, run_id, client = state.attempt + 1, state.run.info.run_id, registry.client
+    parts = build_parts(with_machine_keys(source_config(client, run_id), local), data_cache)
     if not registry.claim(key, attempt):
-        return _nothing_to_train(registry.client, registry.state(key))
-    client = registry.client
+        return _nothing_to_train(client, registry.state(key))
     run = TrackedRun.attach(client, run_id)
     lease = registry.lease(run_id, key, attempt)
     run.hold(lease)
-    run.set_tags({**host_tags(), ATTEMPT_TAG: str(attempt), **lease.tag()})
+    taken = {**host_tags(), ATTEMPT_TAG: str(attempt), FAILURES_TAG: str(state.failures)}
+    run.set_tags({**taken, **lease.tag()})
     lease.start()
     mark_launcher(client, run_id, f"resumed run {run_id}")
 
-    def reopen() -> tuple[Parts, dict[str, Any] | None]:
+    def reopen() -> dict[str, Any] | None:
         try:
             checkpoint = load_checkpoint(client, run_id, LAST)
-            logged = config_from_dict(checkpoint["config"])
         except CalibexpError:  # died before its first checkpoint: train it from the start
-            checkpoint, logged = None, source_config(client, run_id)
-        cfg = with_machine_keys(logged, local)
+            checkpoint = None
         history = client.get_metric_history(run_id, "train/loss")
         run.logged_through = max((m.step for m in history), default=-1)
         run.drawn = run.image_steps(VAL_SERIES)
@@ -208,9 +209,9 @@ def _take_over(
             f"holder {state.host or 'unknown'})",
             flush=True,
         )
-        return build_parts(cfg, data_cache), checkpoint
+        return checkpoint
 
-    parts, checkpoint = guarded(run, reopen, finish_on_success=False)
+    checkpoint = guarded(run, reopen, finish_on_success=False)
     return _guarded_outcome(run, parts, checkpoint, attempt)
 
 
@@ -254,7 +255,7 @@ def _nothing_to_train(client: MlflowClient, state: KeyState) -> Outcome:
     else:
         which = f"run {run_id}" if run_id else "this config"
         message = (
-            f"{which} failed {state.attempt} times (tracking.max_attempts); not tried "
+            f"{which} failed {state.failures} times (tracking.max_attempts); not tried "
             f"again. Last error: {state.last_error}"
         )
         outcome = Outcome("gave_up", run_id, {}, state.attempt, state.host, message)
@@ -341,6 +342,10 @@ def _train_and_evaluate(
     trial: TrialHooks | None = None,
 ) -> RunResult:
     cfg = parts.cfg
+    if trial is None and checkpoint is not None:
+        logged = get_run(run.client, run.run_id).data.metrics
+        if "test/acc" in logged:  # died after its evaluation (logged last, in one batch)
+            return RunResult(run.run_id, dict(logged))
     start, best = 0, BestSoFar(cfg.eval.best_mode)
     if checkpoint is not None:
         start, best = restore(parts, checkpoint)

@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 from calibexp.config import run_key
 from calibexp.sweeps import load_sweep
 from calibexp.sweeps.worker import SUMMARY_TAG
-from calibexp.tracking.registry import ATTEMPT_TAG, KEY_TAG, LEASE_TAG, claim_name
+from calibexp.tracking.registry import ATTEMPT_TAG, KEY_TAG, claim_name, lease_tag
 from tests.conftest import ROOT, subprocess_env
 from tests.fake_datasets import write_cifar10
 from tests.mlflow_server import Server, upgrade_schema
@@ -213,7 +213,7 @@ def test_a_killed_workers_run_is_resumed_by_another_machine(server, tmp_path, ch
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags[ATTEMPT_TAG] == "2" and run.data.tags["calibexp.host"] == "b"
-    assert json.loads(run.data.tags[LEASE_TAG])["host"] == "b"
+    assert json.loads(run.data.tags[lease_tag(2)])["host"] == "b"
     assert_each_epoch_once(client, run_id, 8)
 
     # the same config uninterrupted (in another experiment, so the registry trains it)
@@ -266,7 +266,7 @@ def test_a_paused_worker_is_fenced_off_once_taken_over(server, tmp_path):
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags[ATTEMPT_TAG] == "2"
     assert_each_epoch_once(client, run_id, epochs)
-    assert json.loads(run.data.tags[LEASE_TAG])["host"] == "b"
+    assert json.loads(run.data.tags[lease_tag(2)])["host"] == "b"
     assert not [r for r in experiment_runs(client, experiment) if r.info.status == "RUNNING"]
 
 

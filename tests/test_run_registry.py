@@ -23,11 +23,12 @@ from calibexp.losses.registry import LOSSES
 from calibexp.run import run_experiment
 from calibexp.tracking.registry import (
     ATTEMPT_TAG,
+    FAILURES_TAG,
     FENCE_CACHE_S,
     KEY_TAG,
-    LEASE_TAG,
     Registry,
     claim_name,
+    lease_tag,
 )
 from calibexp.tracking.run import TrackedRun
 from calibexp.tracking.store import open_store
@@ -35,6 +36,7 @@ from tests.conftest import ROOT, subprocess_env
 
 FAST = TrackingConfig(heartbeat_s=0.1, stale_after_s=0.5, max_attempts=2)
 DEMO = ROOT / "configs/demo.yaml"
+FAST_RUN = ["model.width=8", "train.epochs=2", "train.progress=false", "eval.diagram_every=0"]
 
 
 @pytest.fixture
@@ -55,10 +57,13 @@ def dead_pid() -> int:
     return int(done.stdout)
 
 
-def make_run(registry: Registry, key: str, attempt: int, **lease) -> str:
-    value = {"attempt": attempt, "host": registry.host, "pid": os.getpid(), "time": time.time()}
-    value.update(lease)
-    tags = {KEY_TAG: key, ATTEMPT_TAG: str(attempt), LEASE_TAG: json.dumps(value)}
+def lease(registry: Registry, **fields) -> str:
+    value = {"host": registry.host, "pid": os.getpid(), "where": registry.machine}
+    return json.dumps({**value, "time": time.time(), **fields})
+
+
+def make_run(registry: Registry, key: str, attempt: int) -> str:
+    tags = {KEY_TAG: key, ATTEMPT_TAG: str(attempt), lease_tag(attempt): lease(registry)}
     return registry.client.create_run(registry.experiment_id, tags=tags).info.run_id
 
 
@@ -91,39 +96,41 @@ def test_the_state_of_a_key(registry):
     assert rival.claim(run, 1)
     run_id = make_run(rival, run, 1)
     assert registry.state(run).kind == "held"
-    registry.client.set_tag(
-        run_id,
-        LEASE_TAG,
-        json.dumps({"attempt": 1, "host": registry.host, "pid": dead_pid(), "time": time.time()}),
-    )
+    client = registry.client
+    client.set_tag(run_id, lease_tag(1), lease(registry, pid=dead_pid()))
     assert registry.state(run).kind == "dead"
+    # ... unless that process lives in another PID namespace or kernel (a container)
+    client.set_tag(run_id, lease_tag(1), lease(registry, pid=dead_pid(), where="other"))
+    assert registry.state(run).kind == "held"
 
     # FAILED by mlflow run under a live holder (lease fresh, not ended): still held
-    registry.client.set_tag(
-        run_id,
-        LEASE_TAG,
-        json.dumps({"attempt": 1, "host": "elsewhere", "pid": 1, "time": time.time()}),
-    )
-    registry.client.set_terminated(run_id, "FAILED")
+    client.set_tag(run_id, lease_tag(1), lease(registry, host="elsewhere", pid=1))
+    client.set_terminated(run_id, "FAILED")
     assert registry.state(run).kind == "held"
-    # ended by its holder: dead at once, with its reason
-    registry.client.set_tag(run_id, "calibexp.end_reason", "RuntimeError: boom")
-    registry.client.set_tag(
-        run_id,
-        LEASE_TAG,
-        json.dumps(
-            {"attempt": 1, "host": "elsewhere", "pid": 1, "time": time.time(), "ended": True}
-        ),
-    )
+    # ended FAILED by its holder: dead at once, one failure
+    client.set_tag(run_id, "calibexp.end_reason", "RuntimeError: boom")
+    client.set_tag(run_id, lease_tag(1), lease(registry, host="elsewhere", ended=True))
     dead = registry.state(run)
-    assert (dead.kind, dead.attempt, dead.run.info.run_id) == ("dead", 1, run_id)
+    assert (dead.kind, dead.attempt, dead.failures) == ("dead", 1, 1)
     # attempt 2 claimed and being opened: held by its claimant, whatever the run's status
     assert rival.claim(run, 2)
     assert registry.state(run).kind == "held"
-    time.sleep(FAST.stale_after_s + 0.1)
-    spent = registry.state(run)  # 2 of max_attempts=2, dead: given up, with the last error
-    assert (spent.kind, spent.attempt, spent.last_error) == ("exhausted", 2, "RuntimeError: boom")
-    registry.client.set_terminated(run_id, "FINISHED")
+    # the claimant took it over (as run.py does: attempt, failures so far, its lease) ...
+    client.set_tag(run_id, ATTEMPT_TAG, "2")
+    client.set_tag(run_id, FAILURES_TAG, "1")
+    client.set_tag(run_id, lease_tag(2), lease(registry, host="elsewhere"))
+    # ... and a late write of attempt 1's holder changes nothing: leases are per attempt
+    client.set_tag(run_id, lease_tag(1), lease(registry, host="elsewhere", time=0))
+    assert registry.state(run).kind == "held"
+    # interrupted (SIGTERM: KILLED by its holder) is not a failure of the config
+    client.set_tag(run_id, lease_tag(2), lease(registry, host="elsewhere", ended=True))
+    client.set_terminated(run_id, "KILLED")
+    assert (registry.state(run).kind, registry.state(run).failures) == ("dead", 1)
+    # failing again is the second failure: max_attempts=2 spent, given up with the last error
+    client.set_terminated(run_id, "FAILED")
+    spent = registry.state(run)
+    assert (spent.kind, spent.failures, spent.last_error) == ("exhausted", 2, "RuntimeError: boom")
+    client.set_terminated(run_id, "FINISHED")
     assert registry.state(run).kind == "finished"
 
 
@@ -143,7 +150,7 @@ def test_a_lease_is_fenced_by_the_next_claim(registry):
         lease.beat()
     tags = registry.client.get_run(run_id).data.tags
     assert "before" in tags and "after" not in tags
-    assert json.loads(tags[LEASE_TAG])["beat"] == 1  # no heartbeat after the takeover
+    assert json.loads(tags[lease_tag(1)])["beat"] == 1  # no heartbeat after the takeover
 
 
 def test_a_holder_restores_running_when_its_run_is_ended_under_it(registry):
@@ -205,7 +212,8 @@ def test_heartbeats_keep_coming_through_a_long_epoch(tracking_store, test_losses
             if runs and runs[0].info.status == "RUNNING":
                 observer = Registry(client, runs[0].info.experiment_id, cfg.tracking)
                 state = observer.state(key)
-                seen.append((state.kind, json.loads(runs[0].data.tags[LEASE_TAG])["beat"]))
+                beat = json.loads(runs[0].data.tags[lease_tag(1)])["beat"]
+                seen.append((state.kind, beat))
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch)
@@ -272,3 +280,19 @@ def test_an_unreachable_store_fails_fast_with_one_line(uri, named, entry, tmp_pa
     assert line.startswith("calibexp: error: ") and named in line and "secret" not in line
     assert "MLflow run" not in done.stdout and "KILLED" not in done.stderr + done.stdout
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_run_that_died_after_its_evaluation_is_finished_not_evaluated_again(tracking_store):
+    cfg = load_config(DEMO, [*FAST_RUN, "tracking.heartbeat_s=0.1", "tracking.stale_after_s=0.5"])
+    first = run_experiment(cfg)
+    client = MlflowClient(tracking_store)
+    # as if killed between its last metrics and its end: RUNNING, the lease left to expire
+    client.update_run(first.run_id, status="RUNNING")
+    time.sleep(0.6)
+    again = run_experiment(cfg)
+    assert (again.state, again.run_id) == ("trained", first.run_id)
+    run = client.get_run(first.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags[ATTEMPT_TAG] == "2"
+    for key in ("test/acc", "test_ts/nll", "ts/temperature"):
+        assert len(client.get_metric_history(first.run_id, key)) == 1, key
+    assert run.data.tags[FAILURES_TAG] == "1"  # it died without a word: that counts

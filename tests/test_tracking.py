@@ -40,9 +40,22 @@ def test_worker_keeps_order_and_reraises_failures():
         raise OSError("disk full")
 
     worker.submit(fails)
+    worker.submit(lambda: seen.append("after"))  # queued behind the failure: never runs
     with pytest.raises(OSError, match="disk full"):
         worker.flush()
+    assert seen == list(range(20))
     worker.close()
+
+
+def test_a_run_whose_last_writes_fail_ends_failed_not_finished(tmp_path):
+    client = tracking_client()
+    run = TrackedRun.create(client, experiment_id_for(client, "t"), None, {})
+    run.upload(tmp_path / "missing.json", "tables/missing.json")  # the copy will fail
+    with pytest.raises(CalibexpError, match="cannot write artifact tables/missing.json"):
+        run.finish("FINISHED")
+    ended = client.get_run(run.run_id)
+    assert ended.info.status == "FAILED"
+    assert "cannot write artifact" in ended.data.tags["calibexp.end_reason"]
 
 
 def test_checkpoint_round_trip_and_missing_or_damaged(tmp_path):

@@ -49,7 +49,7 @@ class Row:
 def run_sweep(spec: SweepSpec, wait: bool = False) -> list[Row]:
     client = tracking_client()
     experiment = experiment_id_for(client, spec.cells[0].cfg.tracking.experiment)
-    summary = open_summary(client, experiment, spec)
+    summary = open_summary(client, experiment, spec)  # in the first cell's experiment
     order = list(spec.cells)
     random.Random(f"{worker_host()}:{os.getpid()}").shuffle(order)  # its own walk of the grid
     cache: dict[str, Any] = {}  # each dataset built once in this process
@@ -70,7 +70,7 @@ def run_sweep(spec: SweepSpec, wait: bool = False) -> list[Row]:
             if not wait:  # everything left is held by live workers
                 break
             time.sleep(poll_s)  # until their holders finish, or die and can be taken over
-    rows = table(client, experiment, spec)
+    rows = table(client, spec)
     print(format_table(rows), flush=True)
     log_summary(client, summary, rows)
     return rows
@@ -95,10 +95,11 @@ def train_cell(cell: Cell, cache: dict[str, Any]) -> str:
         return "failed"
 
 
-def table(client: MlflowClient, experiment: str, spec: SweepSpec) -> list[Row]:
-    """Every cell as the store has it now."""
+def table(client: MlflowClient, spec: SweepSpec) -> list[Row]:
+    """Every cell as the store has it now, each in its own experiment."""
     rows = []
     for cell in spec.cells:
+        experiment = experiment_id_for(client, cell.cfg.tracking.experiment)
         registry = Registry(client, experiment, cell.cfg.tracking)
         state = registry.state(run_key(cell.cfg))
         run = state.run
@@ -128,15 +129,17 @@ def format_table(rows: list[Row]) -> str:
 
 
 def open_summary(client: MlflowClient, experiment: str, spec: SweepSpec) -> str:
-    """The sweep's one summary run (created by whichever worker claims it first: the claim is
-    the registry's, keyed by the sweep's name and spec digest); every other worker's launcher
-    run points at it."""
+    """The sweep's one summary run, created by whichever worker claims it first (the claim is
+    the registry's, keyed by the sweep's name and spec digest). It is a run of its own, ended
+    by the worker that sees every config settled; each worker's launcher run points at it
+    (a launcher run would be ended by ``mlflow run`` when its worker exits)."""
     key = f"sweep-{spec.name}-{spec.digest}"
     registry = Registry(client, experiment, spec.cells[0].cfg.tracking)
     tags = {SUMMARY_TAG: spec.name, "calibexp.spec_digest": spec.digest, **host_tags()}
     if registry.claim(key, 1):
-        run = TrackedRun.for_this_command(client, lambda: experiment, f"sweep-{spec.name}", tags)
+        run = TrackedRun.create(client, experiment, f"sweep-{spec.name}", tags)
         run.release()
+        mark_launcher(client, run.run_id, f"a worker of sweep {spec.name}, run {run.run_id}")
         client.set_tag(
             run.run_id, "mlflow.note.content", f"Sweep {spec.name}: {len(spec.cells)} configs."
         )

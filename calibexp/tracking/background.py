@@ -5,7 +5,9 @@ MLflow's own async logging (``synchronous=False``) covers metrics, params and ta
 artifacts, and gives no order between them. Resume depends on order: an epoch's checkpoint is
 uploaded *before* its metrics are logged, so a run killed in between can be resumed with every
 epoch logged exactly once. One worker thread running jobs in submission order gives that.
-A failed job is re-raised on the next ``submit`` or ``flush``, never swallowed.
+A failed job is re-raised on the next ``submit`` or ``flush``, never swallowed, and the jobs
+queued after it are skipped: a later epoch's metrics never land when an earlier one's failed
+(a resume relies on the logged epochs being a prefix).
 """
 
 from __future__ import annotations
@@ -19,10 +21,20 @@ class OrderedWorker:
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="calibexp-tracking")
         self._pending: list[Future] = []
+        self._failed: BaseException | None = None
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         self._raise_failures(block=False)
-        self._pending.append(self._pool.submit(fn, *args, **kwargs))
+        self._pending.append(self._pool.submit(self._run, fn, *args, **kwargs))
+
+    def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self._failed is not None:
+            raise self._failed  # an earlier job failed: nothing after it is written
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as err:
+            self._failed = err
+            raise
 
     def flush(self) -> None:
         """Wait for every queued job; re-raise the first failure."""

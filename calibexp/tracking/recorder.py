@@ -63,10 +63,9 @@ class EpochRecorder:
                 "config": state["config"],
             }
         now, last = time.monotonic(), epoch == self.epochs - 1
-        if last or now - self.last_checkpoint >= self.checkpoint_every_s:
-            self.flush(snapshot())
-        elif now - self.last_flush >= self.flush_every_s:
-            self.flush(None)
+        if last or now - self.last_flush >= self.flush_every_s:  # checkpoints ride on flushes
+            due = last or now - self.last_checkpoint >= self.checkpoint_every_s
+            self.flush(snapshot() if due else None)
 
     def flush(self, state: dict[str, Any] | None) -> None:
         """Write the pending epochs; with ``state``, the checkpoints first."""

@@ -15,17 +15,26 @@ of its own), looked up in the target experiment. What the store says about K dec
 claim is deleted at once: a deleted experiment keeps its name (until ``mlflow gc``), so it stays
 claimed but out of the UI's experiment list. No search-then-decide: that elects 2-3 winners.
 
-**Leases**: the holder of attempt n writes the tag ``calibexp.lease`` (attempt, host, pid,
-time) every ``tracking.heartbeat_s`` from a timer thread, whatever the epoch length. Times are
-on the store's clock (``StoreClock``: every worker of one ``mlflow server`` reads the server's
-``Date``), so clock skew between machines cannot make a live lease look expired; the only error
-left is the offset's ~1 s estimate, far below ``stale_after_s``. A claim not yet backed by a
-run counts from its creation time, which the store itself stamps.
+**Leases**: the holder of attempt n writes the tag ``calibexp.lease.<n>`` (host, pid, where,
+time, beat) every ``tracking.heartbeat_s`` from a timer thread, whatever the epoch length; one
+tag per attempt, so a late write of a former holder never overwrites its successor's lease.
+Times are on the store's clock (``StoreClock``: every worker of one ``mlflow server`` reads the
+server's ``Date``), so clock skew between machines cannot make a live lease look expired; the
+only error left is the offset's ~1 s estimate, far below ``stale_after_s``. A claim not yet
+backed by a run counts from its creation time, which the store itself stamps. A worker that saw
+the store go away judges no lease expired until the store has answered it again for
+``stale_after_s``: the holders could not renew meanwhile.
 
 **Fencing**: the holder of attempt n is fenced off as soon as claim n+1 exists. It checks that
-before every write (metrics, checkpoints, images, heartbeats) and stops writing for good
-(``LeaseLost``) once it does: a worker paused past its lease (SIGSTOP, a partition, a laptop
-lid) finds out at its next write, and one run never has two writers.
+before every try of every write (metrics, checkpoints, images, heartbeats) and stops writing for
+good (``LeaseLost``) once it does: a worker paused past its lease (SIGSTOP, a partition, a
+laptop lid) finds out at its next write, and one run never has two writers. (What remains is
+one request already in flight when the takeover happens.)
+
+**Attempts**: each takeover is a new attempt of the same run. A run is given up after
+``tracking.max_attempts`` *failures*: attempts that ended FAILED, or died without a word
+(SIGKILL, a lost machine); an attempt interrupted by SIGINT/SIGTERM (a preempted job) or
+taken over from a paused worker is not a failure of the config.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlflow.entities import ViewType
@@ -44,13 +54,28 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from calibexp.errors import CalibexpError, LeaseLost
-from calibexp.tracking.store import first_line, store_clock
+from calibexp.tracking.store import first_line, patient, store_clock, transient
 
 CLAIM_PREFIX = "calibexp-claim"
 KEY_TAG = "calibexp.registry_key"
 ATTEMPT_TAG = "calibexp.attempt"
-LEASE_TAG = "calibexp.lease"
+FAILURES_TAG = "calibexp.failures"
 FENCE_CACHE_S = 1.0  # a holder re-checks its fence at most this often (one GET)
+RETRY_BEAT_S = 1.0  # after a beat the store did not take, try again this soon
+
+
+def lease_tag(attempt: int) -> str:
+    return f"calibexp.lease.{attempt}"
+
+
+def _machine() -> str:
+    """Which kernel and PID namespace this process lives in: a holder's process id means
+    something here only if both match (containers on one host may share its host name)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
 
 
 def worker_host() -> str:
@@ -66,6 +91,11 @@ def claim_name(experiment_id: str, key: str, attempt: int) -> str:
 def _attempt_of(run: Any) -> int:
     value = run.data.tags.get(ATTEMPT_TAG, "1")
     return int(value) if value.isdigit() else 1
+
+
+def _failures_of(run: Any) -> int:
+    value = run.data.tags.get(FAILURES_TAG, "0") if run is not None else "0"
+    return int(value) if value.isdigit() else 0
 
 
 def _process_alive(pid: int) -> bool:
@@ -87,6 +117,7 @@ class KeyState:
     run: Any = None  # the MLflow run of the key, if one exists
     host: str | None = None  # who holds (or last held) it
     age_s: float | None = None  # seconds since its holder last showed life (store clock)
+    failures: int = 0  # failed attempts, this one's death included when it counts
 
     @property
     def last_error(self) -> str:
@@ -104,6 +135,7 @@ class Registry:
         self.host = worker_host()
         self.pid = os.getpid()
         self.token = uuid.uuid4().hex  # tells our own claim from another's after a retry
+        self.machine = _machine()
         self.clock = store_clock(client.tracking_uri)
         self._writable = False
 
@@ -140,47 +172,59 @@ class Registry:
         attempt, claim = self.latest_claim(key, at_least=run_attempt)
         if attempt == 0:
             return KeyState("none", 0)
-        host, pid, last, ended = self._last_sign_of_life(run, claim, attempt)
+        lease, last, ended = self._last_sign_of_life(run, claim, attempt)
         age = None if last is None else self.clock.now() - last
-        state = KeyState("dead", attempt, run, host, age)
-        if not ended and last is not None and not self._dead_here(host, pid):
-            if age < self.settings.stale_after_s:
+        state = KeyState("dead", attempt, run, lease.get("host"), age, _failures_of(run))
+        if not ended and last is not None and not self._dead_here(lease):
+            # After an outage this worker saw, nobody could renew: judge leases by the time
+            # since the store came back, not by what could not be written.
+            since_back = self.client_up_for()
+            if age < self.settings.stale_after_s or since_back < self.settings.stale_after_s:
                 state.kind = "held"
                 return state
-        if attempt >= self.settings.max_attempts:
+        interrupted = ended and run is not None and run.info.status == "KILLED"
+        if run is not None and _attempt_of(run) == attempt and not interrupted:
+            state.failures += 1  # FAILED, or died without a word
+        if state.failures >= self.settings.max_attempts:
             state.kind = "exhausted"
         return state
 
+    def client_up_for(self) -> float:
+        """Seconds the store has answered this worker since the last outage it saw."""
+        since = getattr(self.client, "up_since", None)
+        return float("inf") if since is None else time.monotonic() - since
+
     def _last_sign_of_life(
         self, run: Any, claim: Any, attempt: int
-    ) -> tuple[str | None, int | None, float | None, bool]:
+    ) -> tuple[dict[str, Any], float | None, bool]:
         """Host, pid and store time of the last heartbeat of attempt ``attempt``, and whether its
         holder ended it: from its lease tag on the run, else from the creation of its claim (a
         claimant opening or taking over the run). The run's status alone does not say: ``mlflow
         run`` marks the launcher run of a worker that was taken over FAILED under its new
         holder (``calibexp.tracking.launcher``)."""
-        lease = json.loads(run.data.tags.get(LEASE_TAG, "{}")) if run is not None else {}
-        if lease.get("attempt") == attempt:
-            return (
-                lease.get("host"),
-                lease.get("pid"),
-                float(lease["time"]),
-                bool(lease.get("ended")),
-            )
+        tags = run.data.tags if run is not None else {}
+        if lease_tag(attempt) in tags:
+            lease = json.loads(tags[lease_tag(attempt)])
+            return lease, float(lease["time"]), bool(lease.get("ended"))
         if claim is not None:
             pid = claim.tags.get("calibexp.pid", "")
-            return (
-                claim.tags.get("calibexp.host"),
-                int(pid) if pid.isdigit() else None,
-                claim.creation_time / 1000,
-                False,
-            )
+            lease = {
+                "host": claim.tags.get("calibexp.host"),
+                "pid": int(pid) if pid.isdigit() else None,
+                "where": claim.tags.get("calibexp.where"),
+            }
+            return lease, claim.creation_time / 1000, False
         # a run from before the registry: its status is all there is
-        return None, None, None, run is not None and run.info.status != "RUNNING"
+        return {}, None, run is not None and run.info.status != "RUNNING"
 
-    def _dead_here(self, host: str | None, pid: int | None) -> bool:
-        """A holder on this very machine whose process is gone is dead now, lease or not."""
-        return host == self.host and pid is not None and pid != self.pid and not _process_alive(pid)
+    def _dead_here(self, lease: dict[str, Any]) -> bool:
+        """A holder on this very machine (same host, kernel and PID namespace) whose process
+        is gone is dead now, lease or not."""
+        pid = lease.get("pid")
+        here = (
+            lease.get("host") == self.host and self.machine and lease.get("where") == self.machine
+        )
+        return bool(here) and pid is not None and pid != self.pid and not _process_alive(pid)
 
     # ------------------------------------------------------------------ claiming
 
@@ -208,6 +252,7 @@ class Registry:
             "calibexp.claim_token": self.token,
             "calibexp.host": self.host,
             "calibexp.pid": str(self.pid),
+            "calibexp.where": self.machine,
             "calibexp.run_key": key,
             ATTEMPT_TAG: str(attempt),
         }
@@ -233,32 +278,31 @@ class Registry:
 
 class Lease:
     """Attempt ``attempt``'s hold on run ``run_id``: renewed from a timer thread, fenced by the
-    existence of claim ``attempt + 1``."""
+    existence of claim ``attempt + 1``. Its store calls use the plain client: a failed one
+    raises at once, so each retry (``patient``) checks the fence again and stamps a fresh time."""
 
     def __init__(self, registry: Registry, run_id: str, key: str, attempt: int) -> None:
         self.registry, self.run_id, self.key, self.attempt = registry, run_id, key, attempt
+        self.client = getattr(registry.client, "raw", registry.client)
         self.lost = False
         self.taken_by: str | None = None
         self._checked = -FENCE_CACHE_S  # monotonic time of the last fence check that passed
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # a beat and stop() never overlap
         self._thread: threading.Thread | None = None
         self.beats = 0
 
-    @property
-    def client(self) -> MlflowClient:
-        return self.registry.client
-
     def tag(self, ended: bool = False) -> dict[str, str]:
-        value = {
-            "attempt": self.attempt,
+        value: dict[str, Any] = {
             "host": self.registry.host,
             "pid": self.registry.pid,
+            "where": self.registry.machine,
             "time": round(self.registry.clock.now(), 3),
             "beat": self.beats,
         }
         if ended:
             value["ended"] = True
-        return {LEASE_TAG: json.dumps(value)}
+        return {lease_tag(self.attempt): json.dumps(value)}
 
     def held(self) -> bool:
         """Whether no later attempt was claimed (one GET at most every ``FENCE_CACHE_S``)."""
@@ -282,15 +326,30 @@ class Lease:
                 f"{self.attempt + 1}) while this worker was silent; it stopped writing to it"
             )
 
+    def fenced(self, call: Any, timeout_s: float) -> Any:
+        """``call()`` (a write with the plain client), the fence checked before every try."""
+
+        def once() -> Any:
+            self.assert_held()
+            return call()
+
+        return patient(once, timeout_s, f"the tracking store (run {self.run_id[:8]})")
+
     def beat(self, ended: bool = False) -> None:
-        """Renew the lease (``ended``: the holder ends the attempt itself)."""
-        self.assert_held()
-        self.beats += 1
-        self.client.set_tag(self.run_id, LEASE_TAG, self.tag(ended)[LEASE_TAG])
-        if not ended and self.client.get_run(self.run_id).info.status != "RUNNING":
-            # Ended under us by someone else: `mlflow run` marking the run of a worker that was
-            # taken over. The holder is alive, so the run is RUNNING.
-            self.client.update_run(self.run_id, status="RUNNING")
+        """Renew the lease once (``ended``: the holder ends the attempt itself)."""
+        with self._lock:
+            if self._stop.is_set() and not ended:
+                return
+            self.assert_held()
+            self.beats += 1
+            self.client.set_tag(self.run_id, *self.tag(ended).popitem())
+            if ended:
+                return
+            status = self.client.get_run(self.run_id).info.status
+            if status in ("FAILED", "KILLED"):
+                # Ended under a live holder by someone else: `mlflow run` marking the run of a
+                # worker that was taken over. The holder is alive, so the run is RUNNING.
+                self.client.update_run(self.run_id, status="RUNNING")
 
     def start(self) -> "Lease":
         self._thread = threading.Thread(target=self._loop, name="calibexp-lease", daemon=True)
@@ -298,16 +357,20 @@ class Lease:
         return self
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.registry.settings.heartbeat_s):
+        wait = self.registry.settings.heartbeat_s
+        while not self._stop.wait(wait):
             try:
                 self.registry.clock.measure()
                 self.beat()
+                wait = self.registry.settings.heartbeat_s
             except LeaseLost:
                 return
-            except Exception:  # noqa: BLE001 - the store is down: beat again next time
-                continue
+            except Exception as err:  # noqa: BLE001 - the store is away: beat again soon
+                wait = RETRY_BEAT_S if transient(err) else self.registry.settings.heartbeat_s
 
     def stop(self) -> None:
         self._stop.set()
+        with self._lock:  # a beat in flight lands before stop() returns; none starts after
+            pass
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)

@@ -31,7 +31,7 @@ from mlflow.tracking import MlflowClient
 from calibexp.errors import CalibexpError, EarlyStop, LeaseLost
 from calibexp.tracking.background import OrderedWorker
 from calibexp.tracking.launcher import take_launcher
-from calibexp.tracking.store import first_line, open_store, transient
+from calibexp.tracking.store import first_line, open_store, patient, transient
 
 CREATE_TOKEN = "calibexp.create_token"
 MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limits
@@ -47,7 +47,8 @@ class TrackedRun:
     """Writes to one existing MLflow run."""
 
     def __init__(self, client: MlflowClient, run_id: str) -> None:
-        self.client = client
+        self.client = client  # waits out an outage by itself (PatientClient)
+        self.raw = getattr(client, "raw", client)  # for writes retried here, fence by fence
         self.run_id = run_id
         self.worker = OrderedWorker()
         self.staging = Path(tempfile.mkdtemp(prefix=f"calibexp-{run_id[:8]}-"))
@@ -125,10 +126,16 @@ class TrackedRun:
         if self.lease is not None and self.lease.lost:
             self.lease.assert_held()
 
+    @property
+    def timeout_s(self) -> float:
+        return getattr(self.client, "timeout_s", 0.0)
+
     def _fenced(self, call: Callable[[], Any]) -> Any:
-        """A write to the store: fenced first (the client itself waits out an outage)."""
-        self._fence()
-        return call()
+        """A write with the plain client, retried while the store is away, and under a lease
+        fenced before every try (a write never lands after this worker was taken over)."""
+        if self.lease is not None:
+            return self.lease.fenced(call, self.timeout_s)
+        return patient(call, self.timeout_s)
 
     # ------------------------------------------------------------------ writing
 
@@ -136,13 +143,13 @@ class TrackedRun:
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_CALL):
             batch = items[i : i + MAX_PARAMS_PER_CALL]
-            self._fenced(lambda b=batch: self.client.log_batch(self.run_id, params=b))
+            self._fenced(lambda b=batch: self.raw.log_batch(self.run_id, params=b))
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         items = [RunTag(k, str(v)) for k, v in tags.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_CALL):
             batch = items[i : i + MAX_PARAMS_PER_CALL]
-            self._fenced(lambda b=batch: self.client.log_batch(self.run_id, tags=b))
+            self._fenced(lambda b=batch: self.raw.log_batch(self.run_id, tags=b))
 
     def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
         """``log_metrics`` for one epoch, unless that epoch was logged before the run was
@@ -165,7 +172,7 @@ class TrackedRun:
     def _log_batch(self, items: list[Metric]) -> None:
         for i in range(0, len(items), MAX_METRICS_PER_CALL):
             batch = items[i : i + MAX_METRICS_PER_CALL]
-            self._fenced(lambda b=batch: self.client.log_batch(self.run_id, metrics=b))
+            self._fenced(lambda b=batch: self.raw.log_batch(self.run_id, metrics=b))
 
     def stage(self, artifact_path: str) -> Path:
         """A fresh local file path to write an artifact into before ``upload`` queues it."""
@@ -181,7 +188,7 @@ class TrackedRun:
     def _upload(self, local_file: Path, artifact_path: str) -> None:
         parent = Path(artifact_path).parent
         if self._artifact_dir is False:
-            self._artifact_dir = self._fenced(lambda: _local_artifact_dir(self.client, self.run_id))
+            self._artifact_dir = self._fenced(lambda: _local_artifact_dir(self.raw, self.run_id))
         destination = self._artifact_dir
         try:
             if destination is not None:
@@ -195,7 +202,7 @@ class TrackedRun:
                 os.replace(partial, target)
             else:
                 folder = None if str(parent) == "." else parent.as_posix()
-                self._fenced(lambda: self.client.log_artifact(self.run_id, str(local_file), folder))
+                self._fenced(lambda: self.raw.log_artifact(self.run_id, str(local_file), folder))
         except (OSError, MlflowException) as err:
             where = destination if destination is not None else "the artifact store"
             raise CalibexpError(
@@ -238,7 +245,7 @@ class TrackedRun:
         try:
             pixels = figure_pixels(build())
             self._fenced(
-                lambda: self.client.log_image(
+                lambda: self.raw.log_image(
                     self.run_id, pixels, key=key, step=step, synchronous=True
                 )
             )
@@ -252,7 +259,7 @@ class TrackedRun:
         """The steps of the image series ``key`` already in the store."""
         prefix = key.replace("/", "~") + "+step+"
         steps = set()
-        for entry in self._fenced(lambda: self.client.list_artifacts(self.run_id, "images")):
+        for entry in self._fenced(lambda: self.raw.list_artifacts(self.run_id, "images")):
             name = Path(entry.path).name
             if name.startswith(prefix) and name.endswith(".png"):
                 steps.add(int(name[len(prefix) :].split("+")[0]))
@@ -266,20 +273,26 @@ class TrackedRun:
         self.worker.flush()
 
     def finish(self, status: str, reason: str | None = None) -> None:
-        """Drain the queue, then mark the run ``status`` (FINISHED / FAILED / KILLED)."""
+        """Drain the queue, then mark the run ``status`` (FINISHED / FAILED / KILLED); a run
+        whose last writes failed is FAILED with that reason, never FINISHED."""
         try:
             self.flush()
+        except BaseException as err:
+            if status == RunStatus.to_string(RunStatus.FINISHED):
+                status = RunStatus.to_string(RunStatus.FAILED)
+                reason = reason or f"{type(err).__name__}: {err}"
+            raise
         finally:
             self.worker.close()
             shutil.rmtree(self.staging, ignore_errors=True)
             if reason:
                 self._fenced(
-                    lambda: self.client.set_tag(self.run_id, "calibexp.end_reason", reason[:5000])
+                    lambda: self.raw.set_tag(self.run_id, "calibexp.end_reason", reason[:5000])
                 )
             if self.lease is not None:  # the holder itself says the attempt is over
                 self.lease.stop()
-                self._fenced(lambda: self.lease.beat(ended=True))
-            self._fenced(lambda: self.client.set_terminated(self.run_id, status))
+                self.lease.fenced(lambda: self.lease.beat(ended=True), self.timeout_s)
+            self._fenced(lambda: self.raw.set_terminated(self.run_id, status))
 
     def release(self) -> None:
         """Write nothing more through this handle and drop what is queued: the run was taken
@@ -323,8 +336,11 @@ def experiment_id_for(client: MlflowClient, default_name: str) -> str:
         return experiment.experiment_id
     try:
         return client.create_experiment(name)
-    except MlflowException:  # created by a concurrent worker in between
-        return client.get_experiment_by_name(name).experiment_id
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:  # not a concurrent creation: the store refused
+            raise
+        return experiment.experiment_id  # created by a concurrent worker in between
 
 
 def _local_artifact_dir(client: MlflowClient, run_id: str) -> Path | None:

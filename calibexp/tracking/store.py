@@ -34,7 +34,9 @@ from calibexp.errors import CalibexpError
 
 T = TypeVar("T")
 PROBE_TIMEOUT_S = 5.0
-# Each call fails fast (one retry, 15 s to connect or read a small answer); patient() waits.
+# Each call fails fast on a refused connection (one retry; MLflow's default is 7 with back-off,
+# minutes in all): patient() decides how long to wait. The per-request timeout stays MLflow's
+# (MLFLOW_HTTP_REQUEST_TIMEOUT, 120 s), which a 190 MB checkpoint upload needs.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "mssql": 1433}
@@ -77,6 +79,7 @@ class PatientClient:
     def __init__(self, client: MlflowClient, timeout_s: float = 900.0) -> None:
         self.raw = client
         self.timeout_s = timeout_s
+        self.up_since: float | None = None  # monotonic end of the last outage seen (None: none)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.raw, name)
@@ -84,7 +87,19 @@ class PatientClient:
             return attr
 
         def patiently(*args: Any, **kwargs: Any) -> Any:
-            return patient(lambda: attr(*args, **kwargs), self.timeout_s)
+            failed = []
+
+            def once() -> Any:
+                try:
+                    return attr(*args, **kwargs)
+                except Exception as err:
+                    failed.append(transient(err))
+                    raise
+
+            result = patient(once, self.timeout_s)
+            if any(failed):
+                self.up_since = time.monotonic()
+            return result
 
         return patiently
 
