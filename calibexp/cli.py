@@ -15,7 +15,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from mlflow.exceptions import MlflowException
 
@@ -24,6 +24,14 @@ from calibexp.errors import CalibexpError, LeaseLost
 
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def add_flag(parser: Any, name: str, help: str) -> None:
+    """A true/false option as MLflow passes it (``--force true``; MLproject parameters are
+    strings), also usable bare (``--force``). Read it as ``args.<name> == "true"``."""
+    parser.add_argument(
+        name, default="false", nargs="?", const="true", choices=("true", "false"), help=help
+    )
 
 
 def split_overrides(text: str, extra: list[str]) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from calibexp.cli import main_guard
+from calibexp.cli import add_flag, main_guard
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,13 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True, help="a sweep spec, e.g. studies/sweep_demo.yaml")
-    parser.add_argument(
+    add_flag(
+        parser,
         "--wait",
-        default="false",
-        nargs="?",
-        const="true",
-        choices=("true", "false"),
-        help="return only when every config is FINISHED, taking over any whose worker dies "
+        "return only when every config is FINISHED, taking over any whose worker dies "
         "(default: also return when the rest is held by live workers)",
     )
     args = parser.parse_args()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from calibexp.cli import main_guard, split_overrides
+from calibexp.cli import add_flag, main_guard, split_overrides
 
 
 def main() -> None:
@@ -23,14 +23,7 @@ def main() -> None:
     parser.add_argument("--config", default="configs/demo.yaml", help="experiment YAML")
     parser.add_argument("--overrides", default="", help='space-separated "dotted.key=value" items')
     parser.add_argument("--resume", default="", help="id of a dead (KILLED/FAILED/stale) run")
-    parser.add_argument(
-        "--force",
-        default="false",
-        nargs="?",
-        const="true",
-        choices=("true", "false"),
-        help="train a new run even if the config was trained (tagged calibexp.forced)",
-    )
+    add_flag(parser, "--force", "train a new run even if the config was trained (calibexp.forced)")
     parser.add_argument("more_overrides", nargs="*", metavar="key=value")
     args = parser.parse_args()
 
