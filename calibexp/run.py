@@ -350,8 +350,9 @@ def _train_and_evaluate(
     if checkpoint is not None:
         start, best = restore(parts, checkpoint)
         # Epochs the checkpoint covers may not have been logged when the run died.
+        stamps = checkpoint.get("pending_timestamps", {})  # the epochs' own timestamps
         for epoch, metrics in sorted(checkpoint["pending_metrics"].items()):
-            run.log_epoch(metrics, epoch)
+            run.log_epoch(metrics, epoch, stamps.get(epoch))
         for epoch, diagram in sorted(checkpoint.get("pending_diagrams", {}).items()):
             if epoch not in run.drawn:
                 log_val_diagram(run, epoch, cfg.train.epochs, diagram)

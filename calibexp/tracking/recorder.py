@@ -37,6 +37,7 @@ class EpochRecorder:
         self.checkpoint_every_s = checkpoint_every_s
         self.epochs = epochs
         self.pending: dict[int, dict[str, float]] = {}  # epoch -> metrics, not logged yet
+        self.stamps: dict[int, int] = {}  # epoch -> its metrics' timestamp (ms), fixed once
         self.pending_diagrams: dict[int, dict[str, Any]] = {}  # epoch -> diagram data
         self.best: dict[str, Any] | None = None  # a best epoch's weights, not written yet
         self.last_flush = self.last_checkpoint = time.monotonic()
@@ -51,6 +52,7 @@ class EpochRecorder:
     ) -> None:
         self.run.check_lease()  # a worker taken over stops at once, not at its next write
         self.pending[epoch] = metrics
+        self.stamps[epoch] = int(time.time() * 1000)
         if diagram is not None:
             self.pending_diagrams[epoch] = diagram
         if improved:
@@ -71,6 +73,7 @@ class EpochRecorder:
         """Write the pending epochs; with ``state``, the checkpoints first."""
         if state is not None:
             state["pending_metrics"] = self.pending
+            state["pending_timestamps"] = {e: self.stamps[e] for e in self.pending}
             state["pending_diagrams"] = self.pending_diagrams
             self._save(state, LAST)  # serialised now: the weights change with the next step
             if self.best is not None:
@@ -78,7 +81,7 @@ class EpochRecorder:
                 self.best = None
             self.last_checkpoint = time.monotonic()
         for epoch, metrics in self.pending.items():
-            self.run.log_epoch(metrics, epoch)
+            self.run.log_epoch(metrics, epoch, self.stamps.pop(epoch))
         for epoch, diagram in self.pending_diagrams.items():
             if epoch not in self.run.drawn:  # drawn before a resume: not twice
                 log_val_diagram(self.run, epoch, self.epochs, diagram)

@@ -151,16 +151,21 @@ class TrackedRun:
             batch = items[i : i + MAX_PARAMS_PER_CALL]
             self._fenced(lambda b=batch: self.raw.log_batch(self.run_id, tags=b))
 
-    def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
+    def log_epoch(self, metrics: dict[str, float], epoch: int, stamp_ms: int | None = None) -> None:
         """``log_metrics`` for one epoch, unless that epoch was logged before the run was
-        resumed (``logged_through``): every epoch is logged exactly once."""
+        resumed (``logged_through``): every epoch is logged exactly once. ``stamp_ms`` is the
+        epoch's own timestamp (from the checkpoint, on a resume): MLflow stores a metric
+        (key, step, timestamp, value) once, so the same epoch written by a taken-over worker's
+        last request in flight and by its successor is one point, not two."""
         if epoch > self.logged_through:
-            self.log_metrics(metrics, step=epoch)
+            self.log_metrics(metrics, step=epoch, stamp_ms=stamp_ms)
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+    def log_metrics(
+        self, metrics: dict[str, float], step: int, stamp_ms: int | None = None
+    ) -> None:
         """Buffered until the next ``write_metrics``, ``flush`` or ``finish``, then written in
         as few ``log_batch`` calls as MLflow's 1,000-metric limit allows."""
-        now = int(time.time() * 1000)
+        now = stamp_ms if stamp_ms is not None else int(time.time() * 1000)
         self._metrics += [Metric(k, float(v), now, step) for k, v in metrics.items()]
 
     def write_metrics(self) -> None:
