@@ -34,7 +34,8 @@ from calibexp.tracking.run import TrackedRun
 from calibexp.tracking.store import open_store
 from tests.conftest import ROOT, subprocess_env
 
-FAST = TrackingConfig(heartbeat_s=0.1, stale_after_s=0.5, max_attempts=2)
+# leases short enough to expire within a test, long enough for a loaded CI machine
+FAST = TrackingConfig(heartbeat_s=0.5, stale_after_s=2.0, max_attempts=2)
 DEMO = ROOT / "configs/demo.yaml"
 FAST_RUN = ["model.width=8", "train.epochs=2", "train.progress=false", "eval.diagram_every=0"]
 
