@@ -64,7 +64,7 @@ def main() -> None:
     sys.stdout = stdout
     print(
         f"study {spec.name}: {spec.n_trials} trials, {spec.metrics[0]}, "
-        f"seed {spec.sampler.get('seed')}, pruner {spec.pruner}"
+        f"seed {spec.sampler.seed}, pruner {spec.pruner}"
     )
     for name, r in results.items():
         print(

@@ -25,7 +25,7 @@ import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -33,6 +33,12 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from calibexp.errors import CalibexpError, require
 from calibexp.registry import closest
+from calibexp.yaml_files import read_yaml_mapping
+
+# Closed choices: the type is the schema, and a value outside it is refused naming the choices.
+Precision = Literal["auto", "fp32", "bf16"]  # auto: bf16 autocast on CUDA, fp32 elsewhere
+BestMode = Literal["min", "max"]
+TestCheckpoint = Literal["last", "best"]  # last: the papers' protocol
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     grad_clip: Optional[float] = None  # global L2 norm; null = no clipping
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere | fp32 | bf16
+    precision: Precision = "auto"
     progress: bool = True  # tqdm bar with loss / accuracy
 
     def __post_init__(self) -> None:
@@ -52,9 +58,6 @@ class TrainConfig:
             self.grad_clip,
             "null or a positive norm",
         )
-        require(
-            self.precision in PRECISIONS, "train.precision", self.precision, " | ".join(PRECISIONS)
-        )
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,8 @@ class EvalConfig:
     batch_size: int = 1000
     ece_bins: int = 15
     best_metric: str = "val/nll"  # which epoch's weights become checkpoints/best.pt
-    best_mode: str = "min"
-    test_checkpoint: str = "last"  # the weights evaluated once on test: last (the papers') | best
+    best_mode: BestMode = "min"
+    test_checkpoint: TestCheckpoint = "last"  # the weights evaluated once on test
     val_every: int = 1  # the metric suite on val every N epochs (and always after the last)
     # A val reliability diagram every N val-evaluated epochs (from the first, and the last),
     # logged as the step-indexed image series reliability/val; 0 = none. Each is ~0.15 s of
@@ -100,13 +103,6 @@ class EvalConfig:
             "eval.best_metric",
             self.best_metric,
             "a val metric such as val/nll (never a test metric)",
-        )
-        require(self.best_mode in ("min", "max"), "eval.best_mode", self.best_mode, "min | max")
-        require(
-            self.test_checkpoint in ("last", "best"),
-            "eval.test_checkpoint",
-            self.test_checkpoint,
-            "last | best",
         )
 
     def val_epochs(self, epochs: int) -> list[int]:
@@ -164,7 +160,6 @@ class TrackingConfig:
         require(self.store_timeout_s > 0, "tracking.store_timeout_s", self.store_timeout_s, "> 0")
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -239,12 +234,29 @@ def component_registries() -> dict[str, Any]:
 # ----------------------------------------------------------------------------- loading
 
 
-def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> ExperimentConfig:
-    """Load ``path`` with its ``_base_`` chain, apply dotted ``overrides``, validate, freeze."""
-    raw = _load_with_bases(Path(path), ())
+def load_config(
+    paths: str | Path | typing.Sequence[str | Path], overrides: typing.Sequence[str] = ()
+) -> ExperimentConfig:
+    """Load one config, or several merged in order (a list, or one string of paths separated
+    by spaces: ``"configs/demo.yaml configs/_base_/losses/focal.yaml"``), each with its
+    ``_base_`` chain; apply dotted ``overrides``; validate; freeze. A path that names a cell of
+    the paper matrix (``configs/<dataset>/<model>/<loss>.yaml``) is composed from
+    ``configs/matrix.yaml`` (``calibexp.matrix``), with the file at that path, if any, on top."""
+    raw = OmegaConf.create({})
+    for path in config_paths(paths):
+        raw = _merge_layer(raw, _load_top(Path(path)))
     for item in overrides:
         raw = _merge_layer(raw, _parse_override(item))
     return validate(raw)
+
+
+def config_paths(paths: str | Path | typing.Sequence[str | Path]) -> list[str]:
+    """The config paths of ``load_config``'s argument, in merge order."""
+    listed = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    words = [word for item in listed for word in str(item).split()]
+    if not words:
+        raise CalibexpError("no config given; pass a YAML path such as configs/demo.yaml")
+    return words
 
 
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
@@ -252,30 +264,43 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     return validate(OmegaConf.create(data))
 
 
+def _load_top(path: Path) -> DictConfig:
+    from calibexp.matrix import cell_of
+
+    cell = cell_of(path)
+    if cell is None:
+        return _load_with_bases(path, ())
+    node = _with_bases(_node(cell, path), path, ())
+    if path.is_file():
+        node = _merge_layer(node, _load_with_bases(path, ()))
+    return node
+
+
 def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> DictConfig:
     path = path.resolve()
     if path in chain:
         loop = " -> ".join(p.name for p in (*chain, path))
         raise CalibexpError(f"_base_ cycle in configs: {loop}; remove one of these _base_ entries")
-    if not path.is_file():
-        raise CalibexpError(
-            f"config file not found: {path}; pass an existing YAML such as configs/demo.yaml"
-        )
+    data, _ = read_yaml_mapping(path, "config file", "configs/demo.yaml")
+    return _with_bases(_node(data, path), path, chain)
+
+
+def _node(data: dict[str, Any], path: Path) -> DictConfig:
     try:
-        node = OmegaConf.create(yaml.safe_load(path.read_text()) or {})
-    except yaml.YAMLError as err:
-        where = getattr(err, "problem_mark", None)
-        line = f" line {where.line + 1}" if where else ""
-        raise CalibexpError(
-            f"{path}{line}: not valid YAML ({getattr(err, 'problem', err)})"
-        ) from None
-    if not isinstance(node, DictConfig):
-        raise CalibexpError(f"{path}: a config must be a YAML mapping of sections")
+        return OmegaConf.create(data)
+    except OmegaConfBaseException as err:
+        raise CalibexpError(f"config {path}: {err.msg}") from None
+
+
+def _with_bases(node: DictConfig, path: Path, chain: tuple[Path, ...]) -> DictConfig:
+    """``node`` (the content of ``path``) over its ``_base_`` files, loaded recursively."""
     bases = node.pop("_base_", [])
     bases = [bases] if isinstance(bases, str) else list(bases)
     merged = OmegaConf.create({})
     for base in bases:
-        merged = _merge_layer(merged, _load_with_bases(path.parent / str(base), (*chain, path)))
+        merged = _merge_layer(
+            merged, _load_with_bases(path.parent / str(base), (*chain, path.resolve()))
+        )
     return _merge_layer(merged, node)
 
 
@@ -328,13 +353,13 @@ def validate(raw: DictConfig) -> ExperimentConfig:
                 f"{', '.join(registries[section].names())})"
             )
         schema = registries[section].schema(str(value["name"]))
-        sections[section] = _structured(schema, value, prefix=f"{section}.")
+        sections[section] = structured(schema, value, prefix=f"{section}.")
     for section, schema in (
         ("train", TrainConfig),
         ("eval", EvalConfig),
         ("tracking", TrackingConfig),
     ):
-        sections[section] = _structured(
+        sections[section] = structured(
             schema, resolved.pop(section, None) or {}, prefix=f"{section}."
         )
     top = {k: v for k, v in resolved.items()}
@@ -363,6 +388,15 @@ def _dry_build(cfg: ExperimentConfig, registries: dict[str, Any]) -> None:
     optimizer = registries["optim"].build(cfg.optim.name, dummy, **hyperparameters(cfg.optim))
     registries["schedule"].build(cfg.schedule.name, optimizer, **hyperparameters(cfg.schedule))
     from calibexp.metrics import CALIBRATORS
+    from calibexp.metrics.suite import suite_keys
+
+    logged = suite_keys("val", cfg.eval.ece_bins)
+    if cfg.eval.best_metric not in logged:
+        raise CalibexpError(
+            f"config key 'eval.best_metric': got '{cfg.eval.best_metric}', which this config "
+            f"does not log (eval.ece_bins = {cfg.eval.ece_bins})"
+            f"{closest(cfg.eval.best_metric, logged)}; val metrics: {', '.join(logged)}"
+        )
 
     for name in cfg.eval.calibrators:
         try:
@@ -371,7 +405,9 @@ def _dry_build(cfg: ExperimentConfig, registries: dict[str, Any]) -> None:
             raise CalibexpError(f"eval.calibrators: {err}") from None
 
 
-def _structured(schema: type, values: dict[str, Any], prefix: str) -> Any:
+def structured(schema: type, values: dict[str, Any], prefix: str) -> Any:
+    """``values`` checked against the dataclass ``schema`` and built into it; an unknown key or a
+    wrong type is refused naming ``prefix`` + the key and what it expects."""
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), values)
         return OmegaConf.to_object(merged)
@@ -393,6 +429,8 @@ def _structured(schema: type, values: dict[str, Any], prefix: str) -> Any:
 def _type_name(hint: Any) -> str:
     if hint is None:
         return "?"
+    if typing.get_origin(hint) is Literal:
+        return "one of " + " | ".join(str(choice) for choice in typing.get_args(hint))
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) is typing.Union:
         return f"null or {_type_name(args[0])}"

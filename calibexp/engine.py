@@ -19,6 +19,8 @@ from calibexp.data.loader import DeviceLoader
 from calibexp.errors import CalibexpError
 from calibexp.losses.base import CalibrationLoss
 
+# What every training epoch logs besides the loss's evidence (sample-weighted means).
+TRAIN_KEYS = ("train/loss", "train/acc")
 PROGRESS_EVERY = 10  # steps between progress-bar refreshes (each one is a host sync)
 
 
@@ -80,10 +82,7 @@ def train_one_epoch(
     """
     model.train()
     device = next(model.parameters()).device
-    sums: dict[str, torch.Tensor] = {
-        "train/loss": torch.zeros((), device=device),
-        "train/acc": torch.zeros((), device=device),
-    }
+    sums = {key: torch.zeros((), device=device) for key in TRAIN_KEYS}
     first_batch: dict[str, torch.Tensor] = {}
     seen = 0
     bar = tqdm(batches, total=steps, desc=desc, leave=False, disable=None if progress else True)

@@ -21,9 +21,23 @@ import torch
 from calibexp.data.loader import DeviceLoader
 from calibexp.engine import predict
 from calibexp.metrics import CALIBRATORS, Predictions, suite_of
+from calibexp.metrics.registry import logged_name, metric_key
 from calibexp.plots import plot_reliability, plot_reliability_row, reliability_of
 
 BEFORE_AFTER = "plots/reliability_test_before_after.png"
+
+
+def headline_keys(bins: int) -> list[str]:
+    """The test metrics a finished run is summed up by: accuracy, ECE and NLL, before and after
+    temperature scaling."""
+    scaled = f"test_{CALIBRATORS.info('temperature')['split']}"
+    return [
+        metric_key("test", "acc", bins),
+        metric_key("test", "ece", bins),
+        metric_key(scaled, "ece", bins),
+        metric_key("test", "nll", bins),
+        metric_key(scaled, "nll", bins),
+    ]
 
 
 def evaluate_and_log(
@@ -65,7 +79,7 @@ def evaluate_and_log(
         run.upload(path, f"logits/{split}.npz")
     run.log_metrics(metrics, step=step)  # last: once they are there, so is everything above
     for split, _, _ in variants[1:]:
-        for key in ("acc", "nll", f"ece_{bins}"):
+        for key in (logged_name(m, bins) for m in ("acc", "nll", "ece")):
             print(
                 f"test/{key} {metrics[f'test/{key}']:.4f} -> {split}/{key} "
                 f"{metrics[f'{split}/{key}']:.4f}",

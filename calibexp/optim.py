@@ -1,7 +1,8 @@
 """Optimisers and learning-rate schedules, registered like every other component.
 
-The seeds' CIFAR recipe is ``optim: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 5e-4}``
-with ``schedule: {name: multistep, milestones: [150, 250], gamma: 0.1}`` over 350 epochs.
+The papers' CIFAR recipe (Mukhoti et al. 2020; torrvision/focal_calibration) is
+``optim: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 5e-4}`` with
+``schedule: {name: multistep, milestones: [150, 250], gamma: 0.1}`` over 350 epochs.
 Schedules are stepped once per epoch, *after* the epoch (PyTorch >= 1.1 order; torrvision's
 pre-1.1 order moves every drop one epoch earlier).
 """

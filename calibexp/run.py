@@ -46,7 +46,7 @@ from calibexp.config import (
 from calibexp.data import DataBundle
 from calibexp.diagrams import VAL_SERIES, log_evolution, log_val_diagram
 from calibexp.errors import CalibexpError, LeaseLost
-from calibexp.evaluation import evaluate_and_log
+from calibexp.evaluation import evaluate_and_log, headline_keys
 from calibexp.parts import Parts, build_parts
 from calibexp.tracking.checkpoints import BEST, LAST, load_checkpoint
 from calibexp.tracking.launcher import mark_launcher, take_launcher
@@ -61,8 +61,6 @@ from calibexp.tracking.run import (
     tracking_client,
 )
 from calibexp.training import BestSoFar, fit, restore
-
-HEADLINE = ("test/acc", "test/ece_15", "test_ts/ece_15", "test/nll", "test_ts/nll")
 
 
 @dataclass
@@ -134,12 +132,12 @@ def run_experiment(
     if resume:
         _check_resumable(resume, state)
     if state.kind in ("finished", "held", "exhausted"):
-        return _nothing_to_train(client, state)
+        return _nothing_to_train(client, state, cfg)
     if state.run is not None:  # 2. resume a dead run ...
         return _take_over(registry, key, state, cfg, data_cache)
     parts = build_parts(cfg, data_cache)  # ... or open a new one; bad settings fail here
     if not registry.claim(key, state.attempt + 1):
-        return _nothing_to_train(client, registry.state(key))
+        return _nothing_to_train(client, registry.state(key), cfg)
     run = _open(registry, key, state.attempt + 1, cfg, parts.data, force)
     return _guarded_outcome(run, parts, None, state.attempt + 1)
 
@@ -186,7 +184,7 @@ def _take_over(
     attempt, run_id, client = state.attempt + 1, state.run.info.run_id, registry.client
     parts = build_parts(with_machine_keys(source_config(client, run_id), local), data_cache)
     if not registry.claim(key, attempt):
-        return _nothing_to_train(client, registry.state(key))
+        return _nothing_to_train(client, registry.state(key), local)
     run = TrackedRun.attach(client, run_id)
     lease = registry.lease(run_id, key, attempt)
     run.hold(lease)
@@ -238,12 +236,14 @@ def _check_resumable(run_id: str, state: KeyState) -> None:
         raise CalibexpError(f"run '{run_id}' is not the registry's run of its config")
 
 
-def _nothing_to_train(client: MlflowClient, state: KeyState) -> Outcome:
+def _nothing_to_train(client: MlflowClient, state: KeyState, cfg: ExperimentConfig) -> Outcome:
     """Report a config that is done, held or given up; the launcher points at its run."""
     run_id = state.run.info.run_id if state.run is not None else None
     if state.kind == "finished":
         metrics = state.run.data.metrics
-        shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINE if k in metrics)
+        shown = "  ".join(
+            f"{k} {metrics[k]:.4f}" for k in headline_keys(cfg.eval.ece_bins) if k in metrics
+        )
         message = f"already FINISHED as run {run_id}: {shown}"
         outcome = Outcome("finished", run_id, dict(metrics), state.attempt, message=message)
     elif state.kind == "held":
@@ -308,8 +308,8 @@ def guarded(run: TrackedRun, body: Callable[[], Any], finish_on_success: bool = 
 
 
 def run_tags(cfg: ExperimentConfig, data: DataBundle) -> dict[str, str]:
-    """The searchable tags of a run of ``cfg`` (design.md: MLflow conventions), with the digest
-    of the exact train/val/test indices it used."""
+    """The searchable ``calibexp.*`` tags of a run of ``cfg`` (in the registries' vocabulary),
+    with the digest of the exact train/val/test indices it used."""
     return {
         "calibexp.run_key": run_key(cfg),
         "calibexp.split_digest": data.split_digest,

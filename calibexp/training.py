@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from calibexp.config import to_dict
-from calibexp.engine import current_lr, predict, train_one_epoch
+from calibexp.config import ExperimentConfig, to_dict
+from calibexp.engine import TRAIN_KEYS, current_lr, predict, train_one_epoch
 from calibexp.errors import EarlyStop
 from calibexp.metrics import Predictions, suite_of
+from calibexp.metrics.suite import suite_keys
 from calibexp.parts import Parts
 from calibexp.plots import reliability_of
 from calibexp.seeding import epoch_generator, rng_state, set_rng_state
@@ -93,6 +94,12 @@ def fit(
                 recorder.flush(training_state(parts, epoch, best))  # keep what was trained
                 raise
     return best
+
+
+def epoch_metric_keys(cfg: ExperimentConfig) -> list[str]:
+    """The metrics every run of ``cfg`` logs on each val epoch, under the names it logs them
+    by: what a study may name as its objective."""
+    return [*TRAIN_KEYS, *suite_keys("val", cfg.eval.ece_bins)]
 
 
 def prefixed(split: str, metrics: dict[str, float]) -> dict[str, float]:

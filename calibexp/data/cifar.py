@@ -3,7 +3,8 @@
 Train / val from a seeded permutation of the 50,000 training images (45,000 / 5,000, as
 torrvision's ``valid_size=0.1, random_seed=1``); the 10,000 test images are the test split.
 One normalisation per dataset for every split: torrvision normalised CIFAR-100 *test* images with
-ImageNet statistics but train/val with CIFAR ones (calibration.md §6.2), which is not repeated.
+ImageNet statistics but train/val with CIFAR ones (its ``cifar100.py`` loaders), which is not
+repeated.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Evaluation-only image sets for robustness: out-of-distribution (SVHN) and corrupted
 (CIFAR-10-C) inputs, each a ``Split`` of uint8 images to be normalised with the statistics of the
-dataset the model was trained on (calibration.md §5).
+dataset the model was trained on (as torrvision/focal_calibration's OoD evaluation does).
 
 - ``svhn``: the SVHN cropped-digits **test** split (``test_32x32.mat``, 26,032 images; label 10
   is digit 0), the OoD set of every reference.

@@ -4,8 +4,8 @@
 training JPEGs each (``train/<wnid>/images``), and 10,000 labelled ``val`` images
 (``val/val_annotations.txt``), which are the test split here as in every reference; the val
 split is held out of the training images (90,000 / 10,000, seeded), so temperature scaling does
-not see the test images (torrvision's does, calibration.md §6.3). 64x64 RGB, ImageNet
-normalisation, crop(pad 4) + flip.
+not see the test images (torrvision/focal_calibration fits T on those 10,000 test images too,
+which leaks). 64x64 RGB, ImageNet normalisation, crop(pad 4) + flip.
 
 The JPEGs are decoded once and cached as uint8 next to them (``calibexp-uint8.npz``, ~1.2 GB)
 when the folder is writable; later runs load the cache in seconds.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
@@ -9,12 +12,15 @@ from calibexp.errors import require
 from calibexp.losses.base import CalibrationLoss
 from calibexp.losses.registry import LOSSES
 
+# How label smoothing spreads ε: over all K classes (ε/K each) or over the K − 1 others.
+Spread = Literal["all", "others"]
+
 
 class CrossEntropy(CalibrationLoss):
     r"""CE(z, y) = −log softmax(z)_y, averaged over the batch.
 
-    The seeds' ``wd_ce`` is this loss with weight decay 5e-4 in the optimiser (a config, not a
-    loss: ``configs/digits/small_cnn/wd_ce.yaml``).
+    The SA-FCL repository's ``wd_ce`` is this loss with weight decay 5e-4 in the optimiser (a
+    config, not a loss: ``configs/<dataset>/<model>/wd_ce.yaml``).
     """
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -30,7 +36,7 @@ class LabelSmoothing(CalibrationLoss):
     Mukhoti et al. 2020 report LS-0.05 without released code, so which one they used is open.
     """
 
-    def __init__(self, smoothing: float, spread: str) -> None:
+    def __init__(self, smoothing: float, spread: Spread) -> None:
         super().__init__()
         self.smoothing = smoothing
         self.spread = spread
@@ -51,7 +57,9 @@ def ce() -> CrossEntropy:
 
 
 @LOSSES.register("label_smoothing")
-def label_smoothing(*, smoothing: float = 0.05, spread: str = "all") -> LabelSmoothing:
+def label_smoothing(*, smoothing: float = 0.05, spread: Spread = "all") -> LabelSmoothing:
     require(0 <= smoothing < 1, "loss.smoothing", smoothing, "a value in [0, 1)")
-    require(spread in ("all", "others"), "loss.spread", spread, "all (ε/K) | others (ε/(K−1))")
+    require(
+        spread in typing.get_args(Spread), "loss.spread", spread, "all (ε/K) | others (ε/(K−1))"
+    )
     return LabelSmoothing(smoothing, spread)

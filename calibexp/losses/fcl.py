@@ -19,7 +19,7 @@ class FocalCalibration(CalibrationLoss):
       stop-gradient importance weight that puts the Brier term on hard samples.
     - ``safcl_nodetach`` (the "w/o stop-grad" ablation): w = (1 − p_t)^{γ_c}, not detached, so
       the calibration term gains λ·B·∂w/∂z, a force that raises p_t whether or not the sample
-      is calibrated ("closing the gate", calibration.md §1.8).
+      is calibrated: the gate closes itself instead of weighting the hard samples.
     """
 
     def __init__(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
@@ -9,12 +12,15 @@ from calibexp.errors import require
 from calibexp.losses.base import CalibrationLoss
 from calibexp.losses.registry import LOSSES
 
+# sum: the paper's formula; mean: torrvision's code, which also averages each pair block
+PairReduction = Literal["sum", "mean"]
+
 
 def mmce_weighted(
     logits: torch.Tensor,
     targets: torch.Tensor,
     kernel_width: float = 0.4,
-    pair_reduction: str = "sum",
+    pair_reduction: PairReduction = "sum",
 ) -> torch.Tensor:
     r"""MMCE_w (Kumar, Sarawagi, Jain, "Trainable Calibration Measures for Neural Networks from
     Kernel Mean Embeddings", ICML 2018), on confidences r_i = max_k p_ik of one batch, split into
@@ -48,7 +54,7 @@ class CrossEntropyMMCE(CalibrationLoss):
     r"""L = CE + λ·MMCE_w (mean CE over the batch; MMCE_w of the batch, see ``mmce_weighted``).
     λ = 2 in every torrvision and meta-calibration script."""
 
-    def __init__(self, lam: float, kernel_width: float, pair_reduction: str) -> None:
+    def __init__(self, lam: float, kernel_width: float, pair_reduction: PairReduction) -> None:
         super().__init__()
         self.lam, self.kernel_width, self.pair_reduction = lam, kernel_width, pair_reduction
 
@@ -68,12 +74,12 @@ class CrossEntropyMMCE(CalibrationLoss):
 
 @LOSSES.register("mmce")
 def mmce(
-    *, lam: float = 2.0, kernel_width: float = 0.4, pair_reduction: str = "sum"
+    *, lam: float = 2.0, kernel_width: float = 0.4, pair_reduction: PairReduction = "sum"
 ) -> CrossEntropyMMCE:
     require(lam >= 0, "loss.lam", lam, ">= 0")
     require(kernel_width > 0, "loss.kernel_width", kernel_width, "> 0")
     require(
-        pair_reduction in ("sum", "mean"),
+        pair_reduction in typing.get_args(PairReduction),
         "loss.pair_reduction",
         pair_reduction,
         "sum (the paper's formula) | mean (torrvision's code)",

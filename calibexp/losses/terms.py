@@ -1,7 +1,7 @@
 """Per-sample pieces the calibration losses are built from (and log as evidence).
 
-All take float logits z [B, K] and targets y [B] and return a tensor [B]. Notation
-(calibration.md §0): p = softmax(z), p_t = p_y.
+All take float logits z [B, K] and targets y [B] and return a tensor [B]. Notation:
+p = softmax(z), p_t = p_y (the target's probability, as in Lin et al., ICCV 2017).
 """
 
 from __future__ import annotations

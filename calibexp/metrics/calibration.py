@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from calibexp.metrics.predictions import Predictions
 from calibexp.metrics.registry import METRICS
 
+# Which end of a bin is closed: right = ((m-1)/M, m/M] (torrvision), left = [(m-1)/M, m/M)
+# plus a bin of its own for 1.0 (torchmetrics).
+BinEdges = Literal["right", "left"]
 
-def equal_width_bins(confidence: torch.Tensor, bins: int, closed: str = "right") -> torch.Tensor:
+
+def equal_width_bins(
+    confidence: torch.Tensor, bins: int, closed: BinEdges = "right"
+) -> torch.Tensor:
     """Bin index of each confidence for M equal-width bins.
 
     ``closed="right"``: bins ((m−1)/M, m/M], indices 0..M−1 (torrvision's ``ECELoss``, the
@@ -24,8 +32,8 @@ def equal_width_bins(confidence: torch.Tensor, bins: int, closed: str = "right")
     raise ValueError(f"closed must be 'right' or 'left', got {closed!r}")
 
 
-@METRICS.register("ece")
-def ece(p: Predictions, *, bins: int = 15, closed: str = "right") -> torch.Tensor:
+@METRICS.register("ece", binned=True)
+def ece(p: Predictions, *, bins: int = 15, closed: BinEdges = "right") -> torch.Tensor:
     """Expected calibration error, top-label, M equal-width bins (Guo et al., ICML 2017):
 
         ECE = Σ_m (|B_m| / N) · |acc(B_m) − conf(B_m)| = (1/N) Σ_m |Σ_{i∈B_m} (acc_i − conf_i)|
@@ -38,7 +46,7 @@ def ece(p: Predictions, *, bins: int = 15, closed: str = "right") -> torch.Tenso
 
 
 def _bin_gaps(
-    p: Predictions, bins: int, closed: str = "right"
+    p: Predictions, bins: int, closed: BinEdges = "right"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per equal-width bin: Σ_{i∈B_m}(acc_i − conf_i) and |B_m|, computed once per suite. Summed
     in float64: 10^6 float32 additions lose the 1e-6 agreement these metrics are tested to."""
@@ -51,7 +59,7 @@ def _bin_gaps(
     return p.memo(("equal_width_gaps", bins, closed), compute)
 
 
-@METRICS.register("mce")
+@METRICS.register("mce", binned=True)
 def mce(p: Predictions, *, bins: int = 15) -> torch.Tensor:
     """Maximum calibration error: max_m |acc(B_m) − conf(B_m)| over non-empty equal-width bins
     (Naeini et al., AAAI 2015; torrvision's ``MCE``)."""
@@ -59,7 +67,7 @@ def mce(p: Predictions, *, bins: int = 15) -> torch.Tensor:
     return (gap.abs() / count.clamp(min=1)).max().float()
 
 
-@METRICS.register("ece_over")
+@METRICS.register("ece_over", binned=True)
 def ece_over(p: Predictions, *, bins: int = 15) -> torch.Tensor:
     """The part of ECE from over-confident bins (conf(B_m) > acc(B_m)); with ``ece_under`` it
     sums to ECE."""
@@ -67,14 +75,14 @@ def ece_over(p: Predictions, *, bins: int = 15) -> torch.Tensor:
     return (gap.clamp(max=0).abs().sum() / len(p)).float()
 
 
-@METRICS.register("ece_under")
+@METRICS.register("ece_under", binned=True)
 def ece_under(p: Predictions, *, bins: int = 15) -> torch.Tensor:
     """The part of ECE from under-confident bins (conf(B_m) < acc(B_m))."""
     gap, _ = _bin_gaps(p, bins)
     return (gap.clamp(min=0).sum() / len(p)).float()
 
 
-@METRICS.register("adaece")
+@METRICS.register("adaece", binned=True)
 def adaptive_ece(p: Predictions, *, bins: int = 15) -> torch.Tensor:
     """Adaptive ECE: ECE over M equal-mass bins (Nguyen & O'Connor, EMNLP 2015; Mukhoti et al.,
     NeurIPS 2020). Edges follow torrvision: the (N·m/M)-th order statistics of the confidences,
@@ -96,7 +104,7 @@ def adaptive_ece(p: Predictions, *, bins: int = 15) -> torch.Tensor:
     return (gap.abs().sum() / n).float()
 
 
-@METRICS.register("classece")
+@METRICS.register("classece", binned=True)
 def classwise_ece(p: Predictions, *, bins: int = 15) -> torch.Tensor:
     """Classwise ECE (Kull et al., NeurIPS 2019; torrvision's ``ClasswiseECELoss``): for every
     class k, equal-width bins ((m−1)/M, m/M] over p_·k of all N samples, the bin's accuracy the
@@ -125,7 +133,7 @@ def classwise_ece(p: Predictions, *, bins: int = 15) -> torch.Tensor:
     return (gap.abs().sum() / (n * k)).float()
 
 
-@METRICS.register("conf")
+@METRICS.register("conf", binned=False)
 def mean_confidence(p: Predictions) -> torch.Tensor:
     """Mean top-label confidence (1/N) Σ_i max_k p_ik; with ``acc`` it shows over-confidence."""
     return p.confidence.mean()

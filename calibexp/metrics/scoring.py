@@ -8,19 +8,19 @@ from calibexp.metrics.predictions import Predictions
 from calibexp.metrics.registry import METRICS
 
 
-@METRICS.register("acc")
+@METRICS.register("acc", binned=False)
 def accuracy(p: Predictions) -> torch.Tensor:
     """Top-1 accuracy: (1/N) Σ_i 1[argmax_k z_ik = y_i]."""
     return p.correct.mean()
 
 
-@METRICS.register("nll")
+@METRICS.register("nll", binned=False)
 def nll(p: Predictions) -> torch.Tensor:
     """Negative log-likelihood: -(1/N) Σ_i log softmax(z_i)_{y_i} (natural log)."""
     return -p.target_log_prob.mean()
 
 
-@METRICS.register("brier")
+@METRICS.register("brier", binned=False)
 def brier(p: Predictions) -> torch.Tensor:
     """Brier score: (1/N) Σ_i Σ_k (p_ik − 1[k = y_i])², in [0, 2] (sum over classes, mean over
     samples, as torrvision, meta-calibration and SA-FCL report it; Brier 1950)."""

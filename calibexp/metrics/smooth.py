@@ -189,7 +189,7 @@ def smooth_reliability(p: Predictions, points: int = 200) -> dict[str, list]:
     }
 
 
-@METRICS.register("smece")
+@METRICS.register("smece", binned=False)
 def smece(p: Predictions) -> torch.Tensor:
     """Smooth ECE of the top-label confidence (see the module docstring)."""
     grids, sigma = _bandwidth(p)

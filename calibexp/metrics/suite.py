@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from calibexp.metrics.predictions import Predictions
-from calibexp.metrics.registry import METRICS
+from calibexp.metrics.registry import METRICS, logged_name, metric_key
 
 # Metrics logged every epoch on val, and on test before/after calibration at the end of a run.
 DEFAULT_SUITE = (
@@ -21,8 +21,11 @@ DEFAULT_SUITE = (
     "ece_under",
     "smece",
 )
-# metrics whose bin count is part of the logged name (ece_15, adaece_15, ...)
-BINNED = ("ece", "adaece", "classece", "mce", "ece_over", "ece_under")
+
+
+def suite_keys(split: str, bins: int, names: tuple[str, ...] = DEFAULT_SUITE) -> list[str]:
+    """The metric keys ``suite_of`` yields for ``split`` (``val/acc``, ..., ``val/ece_15``)."""
+    return [metric_key(split, name, bins) for name in names]
 
 
 def metric_suite(
@@ -42,10 +45,10 @@ def suite_of(
     reuses its softmax, order and smECE bandwidth)."""
     values: dict[str, torch.Tensor] = {}
     for name in names:
-        if name in BINNED:
-            values[f"{name}_{bins}"] = METRICS.build(name, p, bins=bins)
-        else:
-            values[name] = METRICS.build(name, p)
+        binned = METRICS.info(name)["binned"]
+        values[logged_name(name, bins)] = METRICS.build(
+            name, p, **({"bins": bins} if binned else {})
+        )
     # One device->host transfer for the whole suite.
     host = torch.stack([v.float() for v in values.values()]).tolist()
     return dict(zip(values, host))

@@ -6,7 +6,8 @@ the logits are divided. Registered with ``split``, the tag its results are logge
 Modern Neural Networks", ICML 2017). Solved as a bounded 1-D problem on log T with SciPy's Brent
 method: it always terminates inside the bounds, so T is finite and positive even when the val
 set is 100% correct (NLL then keeps falling as T -> 0 and T stops at the lower bound). The common
-``LBFGS(lr=0.01, max_iter=50)`` recipe often stops far from the optimum (performance.md §6).
+``LBFGS(lr=0.01, max_iter=50)`` recipe can stop before the optimum; Brent's method has no step
+size to tune.
 
 ``temperature_grid_ece`` (split ``ts_grid``): torrvision's protocol (Mukhoti et al., "Calibrating
 Deep Neural Networks using Focal Loss", NeurIPS 2020; ``temperature_scaling.py`` with

@@ -3,7 +3,8 @@
 ``cifar_stem: true`` (the default for the torchvision families, which are ImageNet networks)
 replaces the 7x7 stride-2 first conv by a 3x3 stride-1 one with the same width and removes the
 first max-pool (DenseNet: ``conv0`` and ``pool0``), so 32x32 and 64x64 inputs are not shrunk 4x
-before the first block (kuangliu / torrvision / SA-FCL style; calibration.md §6.4).
+before the first block (the stem of kuangliu/pytorch-cifar, torrvision/focal_calibration and
+the SA-FCL repository).
 
 - torchvision: ``resnet18/34/50/101/152``, ``resnet110`` (the focal-loss papers' "ResNet-110":
   ImageNet-width Bottleneck blocks [3, 4, 26, 3], not He et al.'s CIFAR net, which is

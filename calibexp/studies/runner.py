@@ -15,10 +15,13 @@ trial: the stale trial is marked FAIL and retried once (``RetryHeartbeatStaleTri
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,8 @@ from optuna.trial import TrialState
 
 from calibexp.config import load_config, override
 from calibexp.errors import CalibexpError, EarlyStop
+from calibexp.registry import hyperparameters
+from calibexp.studies.samplers import PRUNERS, SAMPLERS
 from calibexp.studies.spec import Parameter, StudySpec
 from calibexp.tracking.launcher import launcher_run_id, mark_launcher
 from calibexp.tracking.run import (
@@ -64,13 +69,14 @@ def open_storage(url: str, heartbeat_s: float = 30) -> optuna.storages.RDBStorag
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 300}}
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=max(1, round(heartbeat_s)),
-            grace_period=max(3, round(3 * heartbeat_s)),
-            heartbeat_stale_trial_callback=retry_and_close_run,
-        )
+        with quiet_experimental():
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=max(1, round(heartbeat_s)),
+                grace_period=max(3, round(3 * heartbeat_s)),
+                heartbeat_stale_trial_callback=retry_and_close_run,
+            )
     except Exception as err:  # noqa: BLE001 - a bad URL, no server, no driver: one line
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CalibexpError(
@@ -79,7 +85,18 @@ def open_storage(url: str, heartbeat_s: float = 30) -> optuna.storages.RDBStorag
         ) from None
 
 
-_retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+@contextlib.contextmanager
+def quiet_experimental() -> Iterator[None]:
+    """No ExperimentalWarning for the trial heartbeat and its retry callback: "experimental"
+    since Optuna 2.8, they are Optuna's documented way to fail a dead worker's trial, and the
+    warning on every study command is nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+with quiet_experimental():
+    _retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
 
 
 def retry_and_close_run(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -102,23 +119,11 @@ def retry_and_close_run(study: optuna.Study, trial: optuna.trial.FrozenTrial) ->
 
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    seed = spec.sampler.get("seed")
-    if spec.sampler["name"] == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    # constant_liar: parallel workers do not all propose the same point (optuna#1547)
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    return SAMPLERS.build(spec.sampler.name, **hyperparameters(spec.sampler))
 
 
 def make_pruner(spec: StudySpec, epochs: int) -> optuna.pruners.BasePruner:
-    settings = {k: v for k, v in spec.pruner.items() if k != "name"}
-    name = spec.pruner["name"]
-    if name == "median":
-        return optuna.pruners.MedianPruner(**settings)
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(**settings)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(**{"max_resource": epochs, **settings})
-    return optuna.pruners.NopPruner()
+    return PRUNERS.build(spec.pruner.name, epochs, **hyperparameters(spec.pruner))
 
 
 def prepare(spec: StudySpec, storage_url: str) -> tuple[optuna.Study, str]:
@@ -210,7 +215,7 @@ class Objective:
             trial.report(metrics[metric], epoch)
             if trial.should_prune():
                 raise EarlyStop(
-                    f"pruned by the {self.spec.pruner['name']} pruner after epoch {epoch + 1}: "
+                    f"pruned by the {self.spec.pruner.name} pruner after epoch {epoch + 1}: "
                     f"{metric} {metrics[metric]:.4f}"
                 )
 

@@ -2,40 +2,40 @@
 budget, validated in full before any trial starts.
 
     name: safcl-lambda-gamma
-    base: configs/digits/small_cnn/safcl.yaml      # a run config; paths relative to the repo
+    base: configs/digits/small_cnn/safcl.yaml      # run config(s); paths relative to the repo
     overrides: [train.epochs=10]                    # applied to every trial
     space:
       loss.lam: {type: float, low: 0.1, high: 10, log: true}
       loss.gamma_focal: {type: float, low: 0, high: 5}
       loss.gamma: {type: categorical, choices: [1, 2, 3], when: {loss.name: focal}}
     objectives: [{metric: val/nll, direction: minimize}]   # one, or two for a Pareto front
-    sampler: {name: tpe, seed: 0}                   # tpe | random
-    pruner: {name: median, n_warmup_steps: 2}       # median | successive_halving | hyperband | none
+    sampler: {name: tpe, seed: 0}                   # calibexp.studies.samplers.SAMPLERS
+    pruner: {name: median, n_warmup_steps: 2}       # calibexp.studies.samplers.PRUNERS
     n_trials: 20                                    # and/or timeout_s
     storage: null                           # null: sqlite:///optuna.db; or a SQLAlchemy URL
     heartbeat_s: 30                         # a worker silent for 3x this has its trial retried
 
 ``when`` makes a parameter conditional: it is sampled only when the named earlier categorical
-parameter took that value.
+parameter took that value. An objective must be a metric the base config logs every epoch,
+spelled as it logs it (``val/ece_10`` when the base sets ``eval.ece_bins: 10``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
-
-from calibexp.config import load_config, override
+from calibexp.config import ExperimentConfig, config_paths, load_config, override, structured
 from calibexp.errors import CalibexpError
-from calibexp.registry import closest
+from calibexp.registry import Registry, closest
+from calibexp.studies.samplers import PRUNERS, SAMPLERS
+from calibexp.yaml_files import read_yaml_mapping
 
-TYPES = ("float", "int", "categorical")
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "successive_halving", "hyperband", "none")
-DIRECTIONS = ("minimize", "maximize")
+ParameterType = Literal["float", "int", "categorical"]
+Direction = Literal["minimize", "maximize"]
 TOP_KEYS = (
     "name",
     "base",
@@ -54,7 +54,7 @@ TOP_KEYS = (
 @dataclass(frozen=True)
 class Parameter:
     key: str
-    type: str
+    type: ParameterType
     low: float | None = None
     high: float | None = None
     log: bool = False
@@ -66,13 +66,13 @@ class Parameter:
 @dataclass(frozen=True)
 class StudySpec:
     name: str
-    base: Path
+    base: tuple[Path, ...]  # run configs merged in order
     overrides: tuple[str, ...]
     space: tuple[Parameter, ...]
     metrics: tuple[str, ...]
-    directions: tuple[str, ...]
-    sampler: dict[str, Any]
-    pruner: dict[str, Any]
+    directions: tuple[Direction, ...]
+    sampler: Any  # SAMPLERS.schema(name) instance: name plus its settings
+    pruner: Any  # PRUNERS.schema(name) instance
     n_trials: int | None
     timeout_s: float | None
     storage: str | None
@@ -84,52 +84,38 @@ class StudySpec:
         return len(self.metrics) > 1
 
 
-def objective_metrics() -> list[str]:
-    """The metrics a trial can be judged by: every val metric a run logs each epoch."""
-    from calibexp.metrics.suite import BINNED, DEFAULT_SUITE
-
-    suite = [f"{m}_15" if m in BINNED else m for m in DEFAULT_SUITE]
-    return [f"val/{m}" for m in suite] + ["train/loss", "train/acc"]
-
-
 def load_spec(path: str | Path, root: Path | None = None) -> StudySpec:
-    path = Path(path)
-    if not path.is_file():
-        raise CalibexpError(f"study spec not found: {path}")
-    text = path.read_text()
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise CalibexpError(f"study spec {path} is not valid YAML: {err}") from None
+    raw, text = read_yaml_mapping(path, "study spec", "studies/smoke.yaml")
+    where = f"study spec {path}"
     for key in raw:
         if key not in TOP_KEYS:
             raise CalibexpError(
-                f"study spec {path}: unknown key '{key}'{closest(str(key), TOP_KEYS)}; "
+                f"{where}: unknown key '{key}'{closest(str(key), TOP_KEYS)}; "
                 f"valid: {', '.join(TOP_KEYS)}"
             )
-    where = f"study spec {path}"
     name = _required(raw, "name", where)
     root = root or Path.cwd()
-    base = root / _required(raw, "base", where)
+    base = tuple(root / p for p in config_paths(_required(raw, "base", where)))
     overrides = tuple(str(o) for o in raw.get("overrides") or ())
+    try:
+        base_cfg = load_config(base, list(overrides))
+    except CalibexpError as err:
+        raise CalibexpError(f"{where}: base: {err}") from None
     if not isinstance(raw.get("space") or {}, dict):
         raise CalibexpError(f"{where}: 'space' must map config keys to ranges")
     space = tuple(_parameter(key, value, where) for key, value in (raw.get("space") or {}).items())
     _check_conditions(space, where)
     if not space:
         raise CalibexpError(f"{where}: 'space' is empty; name at least one config key to tune")
-    metrics, directions = _objectives(raw.get("objectives"), where)
-    sampler = dict(raw.get("sampler") or {"name": "tpe", "seed": 0})
-    if sampler.get("name") not in SAMPLERS:
+    if any(parameter.key == "eval.ece_bins" for parameter in space):
         raise CalibexpError(
-            f"{where}: sampler.name {sampler.get('name')!r}, expected one of {SAMPLERS}"
+            f"{where}: space.eval.ece_bins: the bin count is part of the objective's name "
+            "(val/ece_15), so a study cannot tune it; set it in overrides instead"
         )
-    pruner = dict(raw.get("pruner") or {"name": "none"})
-    if pruner.get("name") not in PRUNERS:
-        raise CalibexpError(
-            f"{where}: pruner.name {pruner.get('name')!r}, expected one of {PRUNERS}"
-        )
-    if len(metrics) > 1 and pruner["name"] != "none":
+    metrics, directions = _objectives(raw.get("objectives"), base_cfg, where)
+    sampler = _component(SAMPLERS, raw.get("sampler") or {"name": "tpe"}, where)
+    pruner = _component(PRUNERS, raw.get("pruner") or {"name": "none"}, where)
+    if len(metrics) > 1 and pruner.name != "none":
         raise CalibexpError(
             f"{where}: a two-objective study cannot prune (Optuna's pruners are single-objective); "
             "set pruner: {name: none}"
@@ -162,6 +148,23 @@ def load_spec(path: str | Path, root: Path | None = None) -> StudySpec:
     return spec
 
 
+def _component(registry: Registry, raw: Any, where: str) -> Any:
+    """``{name: ..., setting: ...}`` checked against the registered builder's settings."""
+    kind = registry.kind
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise CalibexpError(
+            f"{where}: {kind} must be a mapping with a name (one of {', '.join(registry.names())})"
+        )
+    try:
+        schema = registry.schema(str(raw["name"]))
+    except CalibexpError as err:
+        raise CalibexpError(f"{where}: {kind}.name: {err}") from None
+    try:
+        return structured(schema, raw, prefix=f"{kind}.")
+    except CalibexpError as err:
+        raise CalibexpError(f"{where}: {err}") from None
+
+
 def _required(raw: dict, key: str, where: str) -> Any:
     if raw.get(key) in (None, ""):
         raise CalibexpError(f"{where}: '{key}' is required")
@@ -169,8 +172,9 @@ def _required(raw: dict, key: str, where: str) -> Any:
 
 
 def _parameter(key: str, value: Any, where: str) -> Parameter:
-    if not isinstance(value, dict) or value.get("type") not in TYPES:
-        raise CalibexpError(f"{where}: space.{key} needs type: one of {', '.join(TYPES)}")
+    types = typing.get_args(ParameterType)
+    if not isinstance(value, dict) or value.get("type") not in types:
+        raise CalibexpError(f"{where}: space.{key} needs type: one of {' | '.join(types)}")
     kind = value["type"]
     when = dict(value.get("when") or {})
     if kind == "categorical":
@@ -202,12 +206,17 @@ def _parameter(key: str, value: Any, where: str) -> Parameter:
     return Parameter(key, kind, low, high, log, step, when=when)
 
 
-def _objectives(raw: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _objectives(
+    raw: Any, base: ExperimentConfig, where: str
+) -> tuple[tuple[str, ...], tuple[Direction, ...]]:
+    """The objectives, each a metric every trial logs each epoch under that very name."""
+    from calibexp.training import epoch_metric_keys
+
     if not isinstance(raw, list) or not 1 <= len(raw) <= 2:
         raise CalibexpError(
             f"{where}: 'objectives' must list one or two {{metric, direction}} entries"
         )
-    known = objective_metrics()
+    known = epoch_metric_keys(base)
     metrics, directions = [], []
     for entry in raw:
         if not isinstance(entry, dict):
@@ -217,11 +226,15 @@ def _objectives(raw: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]
         metric, direction = entry.get("metric"), entry.get("direction", "minimize")
         if metric not in known:
             raise CalibexpError(
-                f"{where}: objective metric '{metric}' is not logged by any run"
-                f"{closest(str(metric), known)}; logged every epoch: {', '.join(known)}"
+                f"{where}: objective metric '{metric}' is not logged by the base config's runs "
+                f"(eval.ece_bins = {base.eval.ece_bins}){closest(str(metric), known)}; "
+                f"logged every epoch: {', '.join(known)}"
             )
-        if direction not in DIRECTIONS:
-            raise CalibexpError(f"{where}: direction {direction!r}, expected minimize | maximize")
+        if direction not in typing.get_args(Direction):
+            raise CalibexpError(
+                f"{where}: direction {direction!r}, expected "
+                + " | ".join(typing.get_args(Direction))
+            )
         metrics.append(metric)
         directions.append(direction)
     return tuple(metrics), tuple(directions)
@@ -254,8 +267,6 @@ def sample_values(parameter: Parameter) -> list[Any]:
 def check_keys_exist(spec: StudySpec) -> None:
     """Load the base config with every space key set once: an unknown key, a wrong type or an
     out-of-range value fails here, naming the key, before any trial starts."""
-    if not spec.base.is_file():
-        raise CalibexpError(f"study {spec.name}: base config not found: {spec.base}")
     for parameter in spec.space:
         conditions = [override(k, v) for k, v in parameter.when.items()]
         for sample in sample_values(parameter):

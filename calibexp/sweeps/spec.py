@@ -3,7 +3,8 @@ anything trains.
 
     name: sweep-demo
     configs: [configs/digits/small_cnn/ce.yaml, configs/digits/small_cnn/focal.yaml]
-    # paths or globs, relative to the repository (configs/cifar10/resnet50/*.yaml)
+    # paths or globs, relative to the repository; a glob also matches the paper matrix's
+    # cells (configs/cifar10/resnet50/*.yaml: every loss on that backbone)
     seeds: [0, 1, 2]                   # every config once per seed (seed=N)
     overrides: [train.epochs=3]        # applied to every cell
     axes:                              # more grid dimensions: dotted key -> values
@@ -22,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from calibexp.config import ExperimentConfig, load_config, override
 from calibexp.errors import CalibexpError
+from calibexp.matrix import matching_cells
 from calibexp.registry import closest
+from calibexp.yaml_files import read_yaml_mapping
 
 TOP_KEYS = ("name", "configs", "seeds", "overrides", "axes")
 
@@ -51,17 +52,7 @@ class SweepSpec:
 def load_sweep(path: str | Path, root: Path | None = None) -> SweepSpec:
     path, root = Path(path), (root or Path.cwd())
     where = f"sweep spec {path}"
-    if not path.is_file():
-        raise CalibexpError(
-            f"sweep spec not found: {path}; pass one such as studies/sweep_demo.yaml"
-        )
-    text = path.read_text()
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise CalibexpError(f"{where} is not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise CalibexpError(f"{where}: a sweep spec is a mapping of {', '.join(TOP_KEYS)}")
+    raw, text = read_yaml_mapping(path, "sweep spec", "studies/sweep_demo.yaml")
     for key in raw:
         if key not in TOP_KEYS:
             raise CalibexpError(
@@ -113,9 +104,14 @@ def _configs(value: Any, root: Path, where: str) -> list[Path]:
         raise CalibexpError(f"{where}: 'configs' is required: run config paths or globs")
     found: list[Path] = []
     for pattern in value:
-        matches = sorted(Path(p) for p in glob.glob(str(root / str(pattern))))
+        files = [Path(p) for p in glob.glob(str(root / str(pattern)))]
+        cells = matching_cells(root / str(pattern))  # the paper matrix's cells are paths too
+        matches = sorted({*files, *cells})
         if not matches:
-            raise CalibexpError(f"{where}: configs entry '{pattern}' matches no file under {root}")
+            raise CalibexpError(
+                f"{where}: configs entry '{pattern}' matches no file or paper-matrix cell under "
+                f"{root}"
+            )
         found += [m for m in matches if m not in found]
     return found
 

@@ -6,7 +6,7 @@ Every write that can wait goes through the ordered background worker; params and
 define the run are written at once. Each write is *patient* (retried while the store is away,
 for up to ``tracking.store_timeout_s``, training going on meanwhile) and *fenced* (a run held
 under a registry lease is written only while the lease is held; ``calibexp.tracking.registry``).
-Conventions (design.md): metric keys ``{split}/{metric}`` with step = epoch; tags
+Conventions: metric keys ``{split}/{metric}`` with step = epoch; tags
 ``calibexp.*``; artifacts ``config.yaml``, ``checkpoints/``, ``logits/``, ``plots/``.
 """
 

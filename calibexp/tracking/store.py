@@ -13,7 +13,8 @@ away mid-run, and asked what time it is.
   that is not blindly repeated (a lost answer would leave a second run): ``TrackedRun.create``
   retries it by a token.
 - ``StoreClock``: the store's clock as this machine sees it. Leases are compared on it, so two
-  workers whose clocks differ never disagree about whether a lease expired (registry.md §4).
+  workers whose clocks differ never disagree about whether a lease expired (the clock-skew
+  trap of leases, Kleppmann, "How to do distributed locking", 2016).
 """
 
 from __future__ import annotations
