@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.mlflow_server import Server, upgrade_schema  # noqa: E402
-from tests.postgres import Cluster  # noqa: E402
+from tests.support.mlflow_server import Server, upgrade_schema  # noqa: E402
+from tests.support.postgres import Cluster  # noqa: E402
 
 
 def median_ms(samples: list[float]) -> float:
@@ -105,7 +105,14 @@ def concurrent_claims(uri: str, experiment: str, processes: int = 16, keys: int 
         go = Path(tmp) / "go"
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "tests.claimant", experiment, json.dumps(names), str(go)],
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.support.claimant",
+                    experiment,
+                    json.dumps(names),
+                    str(go),
+                ],
                 env={**env, "CALIBEXP_HOST": f"claimant-{i}"},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,

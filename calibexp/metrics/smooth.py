@@ -3,9 +3,9 @@ Smoothing", ICLR 2024).
 
 A torch port of relplot 1.0.3's ``smECE`` (the reference implementation), so it runs on the
 device the logits are on and needs no pandas/seaborn at run time; it agrees with
-``relplot.smECE`` to float rounding (tests/test_metric_suite.py, tests/test_reliability.py) and
-is 3-10x faster (benchmarks/metrics.py). With f = confidence, y = 1[correct] and residuals
-r = f − y:
+``relplot.smECE`` to float rounding (tests/metrics/test_reference_implementations.py,
+tests/plots/test_reliability.py) and is 3-10x faster (benchmarks/metrics.py). With
+f = confidence, y = 1[correct] and residuals r = f − y:
 
     smECE_σ = ∫ |r̂_σ(t)| δ̂_σ(t) dt / ∫ δ̂_σ(t) dt,   r̂_σ = (K_σ * r) / δ̂_σ,   δ̂_σ = K_σ * 1 + 1e-4,
 

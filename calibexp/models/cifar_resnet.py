@@ -5,7 +5,7 @@ A 3x3 conv to 16 channels, then three stages of n basic blocks at 16, 32 and 64 
 (stride 2 at the start of stages 2 and 3), global average pooling and a linear layer: depth
 6n + 2. Shortcuts are option A, the paper's CIFAR choice: identity, with stride-2 subsampling and
 zero-padded channels where the shape changes, so they add no parameters. Published sizes:
-ResNet-20 0.27 M, -32 0.46 M, -44 0.66 M, -56 0.85 M, -110 1.7 M (tests/test_backbones.py).
+ResNet-20 0.27 M, -32 0.46 M, -44 0.66 M, -56 0.85 M, -110 1.7 M (tests/models/test_backbones.py).
 """
 
 from __future__ import annotations

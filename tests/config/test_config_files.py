@@ -1,18 +1,24 @@
-"""Every experiment file under configs/ is a valid config, and the seeds' loop over loss names
-finds its file for every paper setting."""
+"""Every config under configs/ (the demo, the paper matrix's cells, the _base_ pieces composed
+with the demo) is valid, and the SA-FCL repository's loop over loss names finds a config for
+every paper setting."""
 
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from calibexp.config import _load_with_bases, load_config
+from calibexp.config import _load_top, load_config
 from calibexp.data import DATASETS
 from calibexp.errors import CalibexpError
+from calibexp.matrix import MATRIX_FILE, Matrix
 from calibexp.models import BACKBONES
-from tests.conftest import ROOT
+from tests.support import ROOT
 
-EXPERIMENTS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "_base_" not in p.parts)
-SEEDS_LOOP = [
+CONFIGS = ROOT / "configs"
+MATRIX = Matrix(CONFIGS, yaml.safe_load((CONFIGS / MATRIX_FILE).read_text()))
+# the demo and the cells that have a file; every cell is loaded by tests/config/test_matrix.py
+EXPERIMENTS = [CONFIGS / "demo.yaml", *(p for p in MATRIX.cells() if p.is_file())]
+SA_FCL_LOOP = [
     "wd_ce",
     "label_smooth",
     "brier",
@@ -31,9 +37,9 @@ PAPER = [
 DFL_GAMMA = {"cifar10": [5.0, 4.5, 2.6, 5.0], "cifar100": [5.0, 6.1, 3.9, 3.4]}
 
 
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
-def test_experiment_file_is_valid(path):
-    raw = _load_with_bases(path, ())
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_experiment_config_is_valid(path):
+    raw = _load_top(path)
     if raw.data.name in DATASETS.names() and raw.model.name in BACKBONES.names():
         load_config(path)
         return
@@ -44,16 +50,25 @@ def test_experiment_file_is_valid(path):
     load_config(path, ["data.name=digits", "model.name=small_cnn"])
 
 
+@pytest.mark.parametrize("path", sorted((CONFIGS / "_base_").rglob("*.yaml")), ids=str)
+def test_every_base_piece_composes_with_the_demo(path):
+    cfg = load_config([CONFIGS / "demo.yaml", path], ["data.name=digits", "model.name=small_cnn"])
+    section = next(iter(yaml.safe_load(path.read_text()).keys() - {"_base_"}))
+    assert section in ("data", "model", "loss", "optim", "schedule", "train")
+    assert cfg.train.epochs >= 1
+
+
 @pytest.mark.parametrize(
     "dataset, model", [*PAPER, ("digits", "small_cnn"), ("tiny_imagenet", "resnet50")]
 )
-def test_the_seeds_loop_finds_every_file(dataset, model):
-    for name in SEEDS_LOOP:
-        assert (ROOT / "configs" / dataset / model / f"{name}.yaml").is_file(), name
+def test_the_sa_fcl_loop_finds_every_config(dataset, model):
+    for name in SA_FCL_LOOP:
+        cfg = load_config(CONFIGS / dataset / model / f"{name}.yaml")
+        assert cfg.data.name == dataset, name
 
 
 def resolved(path, *more):
-    return load_config(ROOT / "configs" / path, ["data.name=digits", "model.name=small_cnn", *more])
+    return load_config(CONFIGS / path, ["data.name=digits", "model.name=small_cnn", *more])
 
 
 @pytest.mark.parametrize("dataset, model", PAPER)
@@ -71,5 +86,5 @@ def test_paper_settings(dataset, model):
     assert resolved(f"{dataset}/{model}/mmce.yaml").loss.pair_reduction == "mean"
     index = ["resnet50", "resnet110", "wrn26_10", "densenet121"].index(model)
     assert resolved(f"{dataset}/{model}/dual_focal.yaml").loss.gamma == DFL_GAMMA[dataset][index]
-    raw = _load_with_bases(ROOT / "configs" / dataset / model / "ce.yaml", ())
+    raw = _load_top(CONFIGS / dataset / model / "ce.yaml")
     assert (raw.data.name, raw.model.name) == (dataset, model)

@@ -17,7 +17,7 @@ from calibexp.config import (
     to_yaml,
 )
 from calibexp.errors import CalibexpError
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 DEMO = ROOT / "configs/demo.yaml"
 
@@ -170,7 +170,10 @@ def test_wrong_type_names_key_value_and_expected_type(override, message):
     [
         ("train.epochs=0", "config key 'train.epochs': got 0, expected an integer >= 1"),
         ("optim.lr=-1", "config key 'optim.lr': got -1.0, expected > 0"),
-        ("train.precision=fp16", "train.precision': got 'fp16', expected auto | fp32 | bf16"),
+        (
+            "train.precision=fp16",
+            "train.precision': got 'fp16' (str), expected one of auto | fp32 | bf16",
+        ),
         ("eval.best_metric=test/nll", "never a test metric"),
         ("device=tpu", "config key 'device': got 'tpu'"),
         ("schedule.milestones=[5,3]", "expected strictly increasing epochs >= 1"),

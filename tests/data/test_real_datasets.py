@@ -1,5 +1,5 @@
 """Every real dataset format, read from tiny files written in exactly that format
-(tests/fake_datasets.py), through the code a run uses: labels, shapes, split sizes,
+(tests/support/fake_datasets.py), through the code a run uses: labels, shapes, split sizes,
 determinism, and the one-line errors for missing and damaged files."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from calibexp.data import DATASETS, SHIFTED
 from calibexp.data.cifar import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN
 from calibexp.data.tiny_imagenet import CACHE, IMAGENET_MEAN
 from calibexp.errors import CalibexpError
-from tests.conftest import ROOT
-from tests.fake_datasets import (
+from tests.support import ROOT
+from tests.support.fake_datasets import (
     write_cifar10,
     write_cifar10_c,
     write_cifar100,
@@ -151,6 +151,7 @@ def test_damaged_files_are_reported_not_trained_on(tmp_path):
         DATASETS.build("tiny_imagenet", root=str(tmp_path / "t"))
 
 
+@pytest.mark.slow
 def test_data_entry_point_reports_and_fails_cleanly(tmp_path):
     write_cifar10(tmp_path)
     script = [sys.executable, str(ROOT / "entrypoints/data.py"), "--dataset", "cifar10"]

@@ -16,7 +16,7 @@ from calibexp.losses.focal import next_below
 from calibexp.meta.dece import dece
 from calibexp.metrics import Predictions
 from calibexp.metrics.calibration import ece
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 F64 = torch.float64  # every tensor here is float64: the references are the precise side
 

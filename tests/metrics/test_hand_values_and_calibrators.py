@@ -12,11 +12,11 @@ from sklearn.metrics import log_loss
 
 from calibexp.errors import CalibexpError
 from calibexp.metrics import CALIBRATORS, METRICS, Predictions, fit_temperature, metric_suite
-from tests.torrvision_reference import ece_reference
+from tests.support.torrvision_reference import ece_reference
 
 
 def top_label_ece(probs: np.ndarray, labels: np.ndarray) -> float:
-    """torrvision's ECELoss on class probabilities (tests/torrvision_reference.py)."""
+    """torrvision's ECELoss on class probabilities (tests/support/torrvision_reference.py)."""
     return ece_reference(probs.max(1), (probs.argmax(1) == labels).astype(float))
 
 

@@ -16,7 +16,7 @@ from torchmetrics.functional.classification.calibration_error import _ce_compute
 
 from calibexp.metrics import METRICS, Predictions, metric_suite
 from calibexp.metrics.calibration import ece
-from tests.torrvision_reference import (
+from tests.support.torrvision_reference import (
     adaece_reference,
     classece_reference,
     ece_reference,

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from entrypoints import evaluate as evaluate_entry
 from entrypoints import train as train_entry
-from tests.conftest import ROOT, subprocess_env
+from tests.support import ROOT, subprocess_env
 
 DEMO = str(ROOT / "configs/demo.yaml")
 
@@ -103,6 +103,7 @@ def test_unwritable_artifact_store_fails_the_run_with_its_reason(
     assert "cannot write artifact" in run.data.tags["calibexp.end_reason"]
 
 
+@pytest.mark.slow
 def test_unusable_tracking_store_from_the_real_cli(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")

@@ -11,7 +11,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from calibexp.config import flatten, load_config
-from tests.conftest import ROOT, mlflow_run, run_id_from
+from tests.support import ROOT, mlflow_run, run_id_from
 
 PROJECT = yaml.safe_load((ROOT / "MLproject").read_text())
 

@@ -4,10 +4,11 @@ environment as `pip install -e .`."""
 from __future__ import annotations
 
 import tomllib
+
 import yaml
 from packaging.requirements import Requirement
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def normalised(requirements: list[str]) -> dict[str, str]:

@@ -17,15 +17,15 @@ from mlflow.tracking import MlflowClient
 
 from calibexp.config import config_from_dict, flatten, load_config, run_key
 from calibexp.metrics import CALIBRATORS, fit_temperature, metric_suite
-from calibexp.metrics.suite import BINNED, DEFAULT_SUITE
+from calibexp.metrics.suite import suite_keys
 from calibexp.plots import prepare_reliability
 from calibexp.plots.reliability import DPI, PANEL_SIZE
-from tests.conftest import ROOT, mlflow_run, png_size, run_id_from
+from tests.support import ROOT, mlflow_run, png_size, run_id_from
 
 pytestmark = pytest.mark.slow
 DEMO = load_config(ROOT / "configs/demo.yaml")
 EPOCHS = DEMO.train.epochs
-SUITE = [f"{name}_15" if name in BINNED else name for name in DEFAULT_SUITE]
+SUITE = [key.removeprefix("val/") for key in suite_keys("val", 15)]
 PER_EPOCH = ["train/loss", "train/acc", "lr"] + [f"val/{name}" for name in SUITE]
 
 

@@ -12,7 +12,7 @@ from calibexp.engine import autocast_for, predict, resolve_device, train_one_epo
 from calibexp.errors import CalibexpError
 from calibexp.parts import build_parts
 from calibexp.seeding import epoch_generator
-from tests.conftest import FAST, ROOT
+from tests.support import FAST, ROOT
 
 
 def parts_for(*overrides: str):
@@ -33,6 +33,7 @@ def one_epoch(parts, epoch: int = 0, grad_clip=None):
     )
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss():
     parts = parts_for()
     first = one_epoch(parts, 0)

@@ -11,7 +11,7 @@ from calibexp.config import load_config
 from calibexp.diagrams import EVOLUTION
 from calibexp.plots.reliability import DPI, PANEL_SIZE
 from calibexp.run import run_experiment
-from tests.conftest import FAST, ROOT, png_size
+from tests.support import FAST, ROOT, png_size
 
 FIVE_EPOCHS = [*FAST, "train.epochs=5", "model.width=8"]
 

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from calibexp.config import load_config
 from calibexp.reevaluate import reevaluate
 from calibexp.run import run_experiment
-from tests.conftest import FAST, ROOT, mlflow_run
+from tests.support import FAST, ROOT, mlflow_run
 
 pytestmark = pytest.mark.slow
 

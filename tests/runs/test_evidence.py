@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from calibexp.config import load_config
 from calibexp.losses import LOSSES
 from calibexp.run import run_experiment
-from tests.conftest import FAST, ROOT
+from tests.support import FAST, ROOT
 
 pytestmark = pytest.mark.slow
 

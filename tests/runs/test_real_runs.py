@@ -11,8 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from calibexp.data import DATASETS
-from tests.conftest import ROOT, mlflow_run, run_id_from, subprocess_env
-from tests.fake_datasets import write_cifar10, write_tiny_imagenet
+from tests.support import ROOT, mlflow_run, run_id_from, subprocess_env
+from tests.support.fake_datasets import write_cifar10, write_tiny_imagenet
 
 pytestmark = pytest.mark.slow
 ONE_EPOCH = "train.epochs=1 train.batch_size=16 train.progress=false"

@@ -15,7 +15,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from calibexp.tracking.checkpoints import load_checkpoint
-from tests.conftest import ROOT, mlflow_run, run_id_from, subprocess_env
+from tests.support import ROOT, mlflow_run, run_id_from, subprocess_env
 
 pytestmark = pytest.mark.slow
 EPOCHS = 6

@@ -16,8 +16,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT, subprocess_env
-from tests.postgres import Cluster
+from tests.support import ROOT, subprocess_env
+from tests.support.postgres import Cluster
 
 pytestmark = pytest.mark.slow
 BUDGET = 9

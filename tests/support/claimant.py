@@ -1,8 +1,8 @@
-"""One claimant process for the claim races (tests/test_registry_workers.py,
+"""One claimant process for the claim races (tests/tracking/test_registry_workers.py,
 benchmarks/registry.py): open the store, prove it may write, say "ready", wait for the go file,
 then try to claim every key (attempt 1) in order; prints the keys it won as JSON.
 
-    python -m tests.claimant <experiment id> '<json list of keys>' <go file>
+    python -m tests.support.claimant <experiment id> '<json list of keys>' <go file>
 """
 
 import json

@@ -1,7 +1,7 @@
 """A real ``mlflow server`` for the multi-machine tests: PostgreSQL backend store (the throwaway
-cluster of ``tests/postgres.py``), proxied artifacts (``--artifacts-destination``), on a free
-127.0.0.1 port; started in its own process group so that stopping it (or killing it, to test a
-server that goes away mid-run) takes uvicorn, its workers and its job consumers with it
+cluster of ``tests/support/postgres.py``), proxied artifacts (``--artifacts-destination``), on a
+free 127.0.0.1 port; started in its own process group so that stopping it (or killing it, to test
+a server that goes away mid-run) takes uvicorn, its workers and its job consumers with it
 (platform.md §4)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.postgres import free_port
+from tests.support.postgres import free_port
 
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 

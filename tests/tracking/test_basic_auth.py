@@ -14,8 +14,8 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from calibexp.tracking.registry import CLAIM_PREFIX
-from tests.conftest import ROOT, run_id_from, subprocess_env
-from tests.mlflow_server import Server
+from tests.support import ROOT, run_id_from, subprocess_env
+from tests.support.mlflow_server import Server
 
 pytestmark = pytest.mark.slow
 ADMIN = ("admin", "admin-password-0123")

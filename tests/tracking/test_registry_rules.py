@@ -32,7 +32,7 @@ from calibexp.tracking.registry import (
 )
 from calibexp.tracking.run import TrackedRun
 from calibexp.tracking.store import open_store
-from tests.conftest import ROOT, subprocess_env
+from tests.support import ROOT, subprocess_env
 
 # leases short enough to expire within a test, long enough for a loaded CI machine
 FAST = TrackingConfig(heartbeat_s=0.5, stale_after_s=2.0, max_attempts=2)
@@ -186,6 +186,7 @@ def test_losses(monkeypatch):
         monkeypatch.setitem(LOSSES._info, name, {})
 
 
+@pytest.mark.slow
 def test_heartbeats_keep_coming_through_a_long_epoch(tracking_store, test_losses):
     cfg = load_config(
         DEMO,
@@ -251,6 +252,7 @@ def test_a_run_failing_max_attempts_times_is_refused_with_its_last_error(
     assert len(client.search_runs([run.info.experiment_id])) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "uri, named",
     [

@@ -27,10 +27,10 @@ from calibexp.config import run_key
 from calibexp.sweeps import load_sweep
 from calibexp.sweeps.worker import SUMMARY_TAG
 from calibexp.tracking.registry import ATTEMPT_TAG, KEY_TAG, claim_name, lease_tag
-from tests.conftest import ROOT, subprocess_env
-from tests.fake_datasets import write_cifar10
-from tests.mlflow_server import Server, upgrade_schema
-from tests.postgres import Cluster
+from tests.support import ROOT, subprocess_env
+from tests.support.fake_datasets import write_cifar10
+from tests.support.mlflow_server import Server, upgrade_schema
+from tests.support.postgres import Cluster
 
 pytestmark = pytest.mark.slow
 PER_EPOCH = ["train/loss", "train/acc", "val/acc", "val/nll", "val/ece_15", "lr"]
@@ -317,9 +317,9 @@ def test_sixteen_claimants_fifty_keys_one_winner_each(server, tmp_path):
     go = tmp_path / "go"
     claimants = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.claimant", experiment, json.dumps(keys), str(go)],
+            [sys.executable, "-m", "tests.support.claimant", experiment, json.dumps(keys), str(go)],
             env=env_for(server.uri, f"claimant-{i}", "claims"),
-            cwd=ROOT,  # python -m tests.claimant
+            cwd=ROOT,  # python -m tests.support.claimant
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
