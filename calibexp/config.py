@@ -121,7 +121,10 @@ class EvalConfig:
 @dataclass(frozen=True)
 class TrackingConfig:
     experiment: str = "calibexp"  # used when no MLflow run or experiment is handed to us
-    run_name: Optional[str] = None
+    run_name: Optional[str] = None  # None: {dataset}-{model}-{loss}-s{seed} (tracking/names.py)
+    # The config file(s) the run was loaded from, as given (set by load_config; shown in the
+    # run's description). Not part of the run key.
+    config: Optional[str] = None
     # Seconds between writes of metrics and checkpoints (and always after the last epoch):
     # a killed run loses at most this much training. 0 = write after every epoch.
     flush_every_s: float = 10.0
@@ -242,7 +245,7 @@ def load_config(
     ``_base_`` chain; apply dotted ``overrides``; validate; freeze. A path that names a cell of
     the paper matrix (``configs/<dataset>/<model>/<loss>.yaml``) is composed from
     ``configs/matrix.yaml`` (``calibexp.matrix``), with the file at that path, if any, on top."""
-    raw = OmegaConf.create({})
+    raw = OmegaConf.create({"tracking": {"config": " ".join(config_paths(paths))}})
     for path in config_paths(paths):
         raw = _merge_layer(raw, _load_top(Path(path)))
     for item in overrides:

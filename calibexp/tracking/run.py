@@ -145,6 +145,10 @@ class TrackedRun:
             batch = items[i : i + MAX_PARAMS_PER_CALL]
             self._fenced(lambda b=batch: self.raw.log_batch(self.run_id, params=b))
 
+    def log_dataset(self, dataset: Any) -> None:
+        """Record ``dataset`` (an ``mlflow.entities.DatasetInput``) as the run's input."""
+        self._fenced(lambda: self.raw.log_inputs(self.run_id, datasets=[dataset]))
+
     def set_tags(self, tags: dict[str, Any]) -> None:
         items = [RunTag(k, str(v)) for k, v in tags.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_CALL):
@@ -330,22 +334,32 @@ def get_run(client: MlflowClient, run_id: str) -> Any:
         raise
 
 
+# MLflow 3's UI opens an experiment on the page its kind names; one without the tag opens on the
+# GenAI traces page. Classifier training belongs on the run table.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_id_for(client: MlflowClient, default_name: str) -> str:
     """The experiment MLflow was told to use (``MLFLOW_EXPERIMENT_ID`` / ``MLFLOW_EXPERIMENT_NAME``,
-    as ``mlflow run --experiment-name`` sets them), else ``default_name``, created if needed."""
+    as ``mlflow run --experiment-name`` sets them), else ``default_name``, created if needed;
+    either way of the kind whose UI opens on the run table (``EXPERIMENT_KIND``), unless the
+    user gave it another."""
     if os.environ.get("MLFLOW_EXPERIMENT_ID"):
-        return os.environ["MLFLOW_EXPERIMENT_ID"]
-    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or default_name
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name)
-    except MlflowException:
+        experiment = client.get_experiment(os.environ["MLFLOW_EXPERIMENT_ID"])
+    else:
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or default_name
         experiment = client.get_experiment_by_name(name)
-        if experiment is None:  # not a concurrent creation: the store refused
-            raise
-        return experiment.experiment_id  # created by a concurrent worker in between
+        if experiment is None:
+            try:
+                return client.create_experiment(name, tags=EXPERIMENT_KIND)
+            except MlflowException:
+                experiment = client.get_experiment_by_name(name)
+                if experiment is None:  # not a concurrent creation: the store refused
+                    raise
+    ((key, kind),) = EXPERIMENT_KIND.items()
+    if key not in experiment.tags:  # made by `mlflow run` or by hand
+        client.set_experiment_tag(experiment.experiment_id, key, kind)
+    return experiment.experiment_id
 
 
 def _local_artifact_dir(client: MlflowClient, run_id: str) -> Path | None:
@@ -364,8 +378,10 @@ def host_tags() -> dict[str, str]:
 
 
 def terminal_status(exc: BaseException | None) -> str:
-    if exc is None:
+    """FINISHED for a run that did what was asked, pruned by its study (``EarlyStop``) included;
+    KILLED for one stopped from outside; FAILED for one that broke."""
+    if exc is None or isinstance(exc, EarlyStop):
         return RunStatus.to_string(RunStatus.FINISHED)
-    if isinstance(exc, (KeyboardInterrupt, EarlyStop, LeaseLost)):
+    if isinstance(exc, (KeyboardInterrupt, LeaseLost)):
         return RunStatus.to_string(RunStatus.KILLED)
     return RunStatus.to_string(RunStatus.FAILED)
