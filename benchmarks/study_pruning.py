@@ -7,6 +7,11 @@ of each, and the ratios.
 Each variant runs in a fresh temporary MLflow store and Optuna storage, in this process.
 Target: pruning trains clearly fewer epochs for a best objective within noise of the unpruned
 study's.
+
+Last measured: 2026-12-03 on a 2-core AMD EPYC x86_64 VM, 24 GiB, no GPU; Python 3.11.7, torch
+2.14.1 (CPU), mlflow 3.17.2, optuna 5.1.0, numpy 2.4.6. 12 trials: pruned 58 epochs (7 trials
+pruned), best val/nll 0.1618, 22.2 s; unpruned 72 epochs, best 0.1409, 18.1 s; ratios: epochs 0.81,
+wall 1.22, best 1.148 (6-epoch digits trials are dominated by per-trial set-up).
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_variant(spec, pruned: bool) -> dict[str, float]:
+    from calibexp.config import structured
     from calibexp.studies.runner import run_study
+    from calibexp.studies.samplers import PRUNERS
 
     if not pruned:
-        spec = dataclasses.replace(spec, pruner={"name": "none"}, name=f"{spec.name}-unpruned")
+        none = structured(PRUNERS.schema("none"), {"name": "none"}, prefix="pruner.")
+        spec = dataclasses.replace(spec, pruner=none, name=f"{spec.name}-unpruned")
     folder = tempfile.mkdtemp(prefix="calibexp-pruning-")
     os.chdir(folder)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
