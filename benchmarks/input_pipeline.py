@@ -21,6 +21,10 @@ busy process on a 2-core CPU, torch's two OpenMP threads contend with it and the
 pipeline's batched ops slow down some 30x, while the DataLoader's per-sample work barely notices.
 
 Target: device pipeline / best DataLoader >= 10x on CPU.
+
+Last measured: 2026-12-03 on a 2-core AMD EPYC x86_64 VM, 24 GiB, no GPU; Python 3.11.7, torch
+2.14.1 (CPU), mlflow 3.17.2, optuna 5.1.0, numpy 2.4.6. device pipeline 90,451 images/s; DataLoader
+6,231 (0 workers) and 8,417 (2 workers); ratio 10.7x (load average 0.32 at the start).
 """
 
 from __future__ import annotations

@@ -13,6 +13,13 @@ Prints (medians; these machines are noisy):
    SGD momentum, scheduler, RNG), measured, times the uploads an epoch makes with the
    checkpoint at every 10 s metric flush (before ``tracking.checkpoint_every_s``) and at the
    default 120 s cadence (after), for a range of epoch times (no GPU here to time one).
+
+Last measured: 2026-12-03 on a 2-core AMD EPYC x86_64 VM, 24 GiB, no GPU; Python 3.11.7, torch
+2.14.1 (CPU), mlflow 3.17.2, optuna 5.1.0, numpy 2.4.6. PostgreSQL 15.18. Empty store: lookup 46.6
+ms, claim 41.5 ms; 10,000 runs: lookup 21.6 ms (finished key 14.7 ms), claim 17.9 ms (no growth);
+16 claimants x 50 keys: 34 claims/s, 1 winner per key; demo: registry 109 ms of 45.7 s wall on the
+training thread over HTTP (0.24%), 25 ms of 15.2 s on SQLite (0.16%); ResNet-50 last.pt 188.5 MB:
+18.9 MB/s per worker at every 10 s flush, 1.57 MB/s at the 120 s cadence.
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@ of each, and the ratios.
 Each variant runs in a fresh temporary MLflow store and Optuna storage, in this process.
 Target: pruning trains clearly fewer epochs for a best objective within noise of the unpruned
 study's.
+
+Last measured: 2026-12-03 on a 2-core AMD EPYC x86_64 VM, 24 GiB, no GPU; Python 3.11.7, torch
+2.14.1 (CPU), mlflow 3.17.2, optuna 5.1.0, numpy 2.4.6. 12 trials: pruned 58 epochs (7 trials
+pruned), best val/nll 0.1618, 22.2 s; unpruned 72 epochs, best 0.1409, 18.1 s; ratios: epochs 0.81,
+wall 1.22, best 1.148 (6-epoch digits trials are dominated by per-trial set-up).
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ tracking off, in one process.
     python benchmarks/tracking_overhead.py [--rounds 3] [key=value ...]
 
 Target: ratio <= 1.02. Rounds alternate off/on so drift in machine load hits both alike.
+
+Last measured: 2026-12-03 on a 2-core AMD EPYC x86_64 VM, 24 GiB, no GPU; Python 3.11.7, torch
+2.14.1 (CPU), mlflow 3.17.2, optuna 5.1.0, numpy 2.4.6. median epoch 361.5 ms off, 380.4 ms on:
+ratio 1.052 (over the 1.02 target on this machine; 0.981 on an earlier 2-core host); whole run
+incl. the final flush 1.541 (its 20 val diagrams are drawn at the final flush).
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ input share = total input time / total step time. On CPU the share is tiny becau
 slow.
 
 Target: input share <= 1%.
+
+Last measured: 2026-12-03 on a 2-core AMD EPYC x86_64 VM, 24 GiB, no GPU; Python 3.11.7, torch
+2.14.1 (CPU), mlflow 3.17.2, optuna 5.1.0, numpy 2.4.6. CPU: median step 3,110 ms = 41 images/s,
+input 1.76 ms per batch = 0.07% (target met). No GPU figure: no GPU was available.
 """
 
 from __future__ import annotations
