@@ -106,15 +106,15 @@ class StudySpec:
             params[f"space.{p.key}"] = shown
         return params
 
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metrics) > 1
+
 
 def _settings(component: Any) -> str:
     """``median(n_startup_trials=4, n_warmup_steps=3)``."""
     values = {k: v for k, v in dataclasses.asdict(component).items() if k != "name"}
     return f"{component.name}({', '.join(f'{k}={v}' for k, v in values.items())})"
-
-    @property
-    def multi_objective(self) -> bool:
-        return len(self.metrics) > 1
 
 
 def load_spec(path: str | Path, root: Path | None = None) -> StudySpec:
