@@ -28,13 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_variant(spec, pruned: bool) -> dict[str, float]:
-    from calibexp.config import structured
     from calibexp.studies.runner import run_study
     from calibexp.studies.samplers import PRUNERS
 
     if not pruned:
-        none = structured(PRUNERS.schema("none"), {"name": "none"}, prefix="pruner.")
-        spec = dataclasses.replace(spec, pruner=none, name=f"{spec.name}-unpruned")
+        spec = dataclasses.replace(
+            spec, pruner=PRUNERS.schema("none")(), name=f"{spec.name}-unpruned"
+        )
     folder = tempfile.mkdtemp(prefix="calibexp-pruning-")
     os.chdir(folder)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"

@@ -267,15 +267,17 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     return validate(OmegaConf.create(data))
 
 
-def _load_top(path: Path) -> DictConfig:
+def _load_top(path: Path, chain: tuple[Path, ...] = ()) -> DictConfig:
+    """A config file, or a cell of the paper matrix (with the file at its path on top): the
+    same whether it is named on the command line or as another file's ``_base_``."""
     from calibexp.matrix import cell_of
 
     cell = cell_of(path)
     if cell is None:
-        return _load_with_bases(path, ())
-    node = _with_bases(_node(cell, path), path, ())
+        return _load_with_bases(path, chain)
+    node = _with_bases(_node(cell, path), path, chain)
     if path.is_file():
-        node = _merge_layer(node, _load_with_bases(path, ()))
+        node = _merge_layer(node, _load_with_bases(path, chain))
     return node
 
 
@@ -301,9 +303,7 @@ def _with_bases(node: DictConfig, path: Path, chain: tuple[Path, ...]) -> DictCo
     bases = [bases] if isinstance(bases, str) else list(bases)
     merged = OmegaConf.create({})
     for base in bases:
-        merged = _merge_layer(
-            merged, _load_with_bases(path.parent / str(base), (*chain, path.resolve()))
-        )
+        merged = _merge_layer(merged, _load_top(path.parent / str(base), (*chain, path.resolve())))
     return _merge_layer(merged, node)
 
 

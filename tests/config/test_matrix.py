@@ -111,6 +111,16 @@ def test_a_path_that_names_no_cell_is_one_line_naming_the_part(path, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_cell_is_a_base_like_a_file(tmp_path):
+    """A user's experiment file may build on a cell of the matrix, which is no file."""
+    cell = CONFIGS / "digits/small_cnn/brier.yaml"
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(f"_base_: [{cell}]\ntrain: {{epochs: 2}}\n")
+    loaded, direct = load_config(mine), load_config(cell, ["train.epochs=2"])
+    assert loaded.loss.name == "brier" and loaded.train.epochs == 2
+    assert run_key(loaded) == run_key(direct)
+
+
 def test_several_config_files_compose_one_run():
     demo, focal = CONFIGS / "demo.yaml", CONFIGS / "_base_/losses/focal.yaml"
     spaced = load_config(f"{demo} {focal}", ["loss.gamma=2"])

@@ -4,6 +4,7 @@ seeds"."""
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 
@@ -17,14 +18,15 @@ SOURCES = sorted(
 DOCUMENT = re.compile(r"[\w./-]+\.md\b")
 
 
-def shipped_documents() -> set[str]:
+@functools.cache  # one `git ls-files` for all the sources checked
+def shipped_documents() -> frozenset[str]:
     listed = subprocess.run(
         ["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
-    return {*listed, *(path.rsplit("/", 1)[-1] for path in listed)}
+    return frozenset({*listed, *(path.rsplit("/", 1)[-1] for path in listed)})
 
 
-def outside_citations(text: str, shipped: set[str]) -> list[str]:
+def outside_citations(text: str, shipped: frozenset[str]) -> list[str]:
     cited = {m.group(0).removeprefix("./") for m in DOCUMENT.finditer(text)}
     return sorted(c for c in cited if "../" in c or c not in shipped)
 
