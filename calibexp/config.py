@@ -245,7 +245,8 @@ def load_config(
     ``_base_`` chain; apply dotted ``overrides``; validate; freeze. A path that names a cell of
     the paper matrix (``configs/<dataset>/<model>/<loss>.yaml``) is composed from
     ``configs/matrix.yaml`` (``calibexp.matrix``), with the file at that path, if any, on top."""
-    raw = OmegaConf.create({"tracking": {"config": " ".join(config_paths(paths))}})
+    shown = " ".join(shown_path(p) for p in config_paths(paths))
+    raw = OmegaConf.create({"tracking": {"config": shown}})
     for path in config_paths(paths):
         raw = _merge_layer(raw, _load_top(Path(path)))
     for item in overrides:
@@ -260,6 +261,14 @@ def config_paths(paths: str | Path | typing.Sequence[str | Path]) -> list[str]:
     if not words:
         raise CalibexpError("no config given; pass a YAML path such as configs/demo.yaml")
     return words
+
+
+def shown_path(path: str) -> str:
+    """A config path as it is recorded (``tracking.config``): relative to the working directory
+    when it lies under it (``configs/demo.yaml`` whether given so or absolute), else absolute;
+    so the same file reads the same in every run started from the project."""
+    resolved, here = Path(path).resolve(), Path.cwd().resolve()
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
 
 
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:

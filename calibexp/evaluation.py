@@ -22,7 +22,7 @@ from calibexp.data.loader import DeviceLoader
 from calibexp.engine import predict
 from calibexp.metrics import CALIBRATORS, Predictions, suite_of
 from calibexp.metrics.registry import metric_key
-from calibexp.plots import plot_reliability, plot_reliability_row, reliability_of
+from calibexp.plots import plot_reliability, plot_reliability_grid, reliability_of
 
 BEFORE_AFTER = "plots/reliability_test_before_after.png"
 
@@ -69,7 +69,7 @@ def evaluate_and_log(
         run.log_figure(partial(plot_reliability, data, title), f"plots/reliability_{split}.png")
         run.log_json(data.to_dict(), f"tables/reliability_{split}.json")
         panels.append((data, title))
-    run.log_figure(partial(plot_reliability_row, panels), BEFORE_AFTER)
+    run.log_figure(partial(plot_reliability_grid, panels), BEFORE_AFTER)
     for split, logits, targets in (
         ("val", val_logits, val_targets),
         ("test", test_logits, test_targets),

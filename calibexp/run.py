@@ -44,7 +44,7 @@ from calibexp.config import (
     with_overrides,
 )
 from calibexp.data import DataBundle
-from calibexp.diagrams import VAL_SERIES, log_evolution, log_val_diagram
+from calibexp.diagrams import VAL_SERIES, log_evolution
 from calibexp.errors import CalibexpError, LeaseLost
 from calibexp.evaluation import evaluate_and_log, headline_keys
 from calibexp.headline import DESCRIPTION_TAG, headline
@@ -54,7 +54,8 @@ from calibexp.tracking.inputs import dataset_input
 from calibexp.tracking.launcher import mark_launcher, take_launcher
 from calibexp.tracking.names import RUN_NAME_TAG, run_name
 from calibexp.tracking.recorder import EpochRecorder
-from calibexp.tracking.registry import ATTEMPT_TAG, FAILURES_TAG, KEY_TAG, KeyState, Registry
+from calibexp.tracking.ops_tags import ATTEMPT_TAG, FAILURES_TAG, HOST_TAG
+from calibexp.tracking.registry import KEY_TAG, KeyState, Registry
 from calibexp.tracking.run import (
     TrackedRun,
     experiment_id_for,
@@ -235,7 +236,7 @@ def _guarded_outcome(
 ) -> Outcome:
     """3-5: fit, evaluate and finish, guarded."""
     result = guarded(run, lambda: _train_and_evaluate(run, parts, checkpoint))
-    return Outcome("trained", run.run_id, result.metrics, attempt, host_tags()["calibexp.host"])
+    return Outcome("trained", run.run_id, result.metrics, attempt, host_tags()[HOST_TAG])
 
 
 def _check_resumable(run_id: str, state: KeyState) -> None:
@@ -370,10 +371,6 @@ def _train_and_evaluate(
         stamps = checkpoint.get("pending_timestamps", {})  # the epochs' own timestamps
         for epoch, metrics in sorted(checkpoint["pending_metrics"].items()):
             run.log_epoch(metrics, epoch, stamps.get(epoch))
-        for epoch, diagram in sorted(checkpoint.get("pending_diagrams", {}).items()):
-            if epoch not in run.drawn:
-                log_val_diagram(run, epoch, cfg.train.epochs, diagram)
-                run.drawn.add(epoch)
         run.logged_through = max(run.logged_through, checkpoint["epoch"])
     recorder = EpochRecorder(
         run, cfg.tracking.flush_every_s, cfg.tracking.checkpoint_every_s, cfg.train.epochs

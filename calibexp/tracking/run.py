@@ -31,9 +31,9 @@ from mlflow.tracking import MlflowClient
 from calibexp.errors import CalibexpError, EarlyStop, LeaseLost
 from calibexp.tracking.background import OrderedWorker
 from calibexp.tracking.launcher import take_launcher
+from calibexp.tracking.ops_tags import CREATE_TOKEN_TAG, HOST_TAG, PID_TAG
 from calibexp.tracking.store import first_line, open_store, patient, transient
 
-CREATE_TOKEN = "calibexp.create_token"
 MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_CALL = 100
 
@@ -71,7 +71,7 @@ class TrackedRun:
         from mlflow.tracking.context.registry import resolve_tags  # user, source, git commit
 
         token = uuid.uuid4().hex
-        tags = resolve_tags({**tags, CREATE_TOKEN: token})
+        tags = resolve_tags({**tags, CREATE_TOKEN_TAG: token})
         raw = getattr(client, "raw", client)
         deadline = time.monotonic() + getattr(client, "timeout_s", 0)
         while True:
@@ -82,7 +82,7 @@ class TrackedRun:
                 if not transient(err) or time.monotonic() > deadline:
                     raise
             time.sleep(2)
-            made = client.search_runs([experiment_id], f"tags.`{CREATE_TOKEN}` = '{token}'")
+            made = client.search_runs([experiment_id], f"tags.`{CREATE_TOKEN_TAG}` = '{token}'")
             if made:
                 return cls(client, made[0].info.run_id)
 
@@ -243,16 +243,15 @@ class TrackedRun:
         path.write_bytes(figure_png(build()))
         self._upload(path, artifact_path)
 
-    def log_image_series(self, build: Callable[[], Any], key: str, step: int) -> None:
-        """Queue ``build()`` to be drawn into the step-indexed image series ``key``
-        (``MlflowClient.log_image(key=, step=)``: the UI shows it as a slider over steps)."""
-        self.worker.submit(self._draw_and_log_image, build, key, step)
+    def log_image_series(self, render: Callable[[], Any], key: str, step: int) -> None:
+        """Queue ``render()`` (an RGB uint8 array) to be drawn into the step-indexed image series
+        ``key`` (``MlflowClient.log_image(key=, step=)``: the UI shows it as a slider over
+        steps)."""
+        self.worker.submit(self._draw_and_log_image, render, key, step)
 
-    def _draw_and_log_image(self, build: Callable[[], Any], key: str, step: int) -> None:
-        from calibexp.plots import figure_pixels
-
+    def _draw_and_log_image(self, render: Callable[[], Any], key: str, step: int) -> None:
         try:
-            pixels = figure_pixels(build())
+            pixels = render()
             self._fenced(
                 lambda: self.raw.log_image(
                     self.run_id, pixels, key=key, step=step, synchronous=True
@@ -374,7 +373,7 @@ def host_tags() -> dict[str, str]:
     """Who runs this (``CALIBEXP_HOST`` or the host name, and the process)."""
     from calibexp.tracking.registry import worker_host
 
-    return {"calibexp.host": worker_host(), "calibexp.pid": str(os.getpid())}
+    return {HOST_TAG: worker_host(), PID_TAG: str(os.getpid())}
 
 
 def terminal_status(exc: BaseException | None) -> str:

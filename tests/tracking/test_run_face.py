@@ -12,6 +12,14 @@ from mlflow.tracking import MlflowClient
 from calibexp.config import load_config
 from calibexp.headline import DESCRIPTION_TAG, headline_rows
 from calibexp.run import run_experiment
+from calibexp.tracking.ops_tags import (
+    ATTEMPT_TAG,
+    HOST_TAG,
+    LAST_WORKER_TAG,
+    OPS_PREFIX,
+    PID_TAG,
+    lease_tag,
+)
 from calibexp.tracking.run import EXPERIMENT_KIND
 from tests.support import FAST, ROOT
 
@@ -63,7 +71,7 @@ def test_description_dataset_input_and_experiment_kind(tracking_store):
     metrics = run.data.metrics
     text = run.data.tags[DESCRIPTION_TAG]
     lines = text.splitlines()
-    assert lines[0] == f"digits-small_cnn-ce-s0 ({ROOT / 'configs/demo.yaml'}), test set:"
+    assert lines[0] == "digits-small_cnn-ce-s0 (configs/demo.yaml), test set:"
     header = [c.strip() for c in lines[2].strip("|").split("|")]
     assert header == ["test", "acc %", "ECE-15 %", "NLL", "smECE %"]
     body = [[c.strip() for c in line.strip("|").split("|")] for line in lines[4:]]
@@ -91,7 +99,35 @@ def test_description_dataset_input_and_experiment_kind(tracking_store):
     # the experiment opens on the run table
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == EXPERIMENT_KIND["mlflow.experimentKind"]
-    assert cfg.tracking.config == str(ROOT / "configs/demo.yaml")
+    assert cfg.tracking.config == "configs/demo.yaml"  # as typed from the project, not absolute
+
+
+RESEARCH_TAGS = {
+    "calibexp.run_key",
+    "calibexp.split_digest",
+    "calibexp.dataset",
+    "calibexp.model",
+    "calibexp.loss",
+    "calibexp.seed",
+    "calibexp.registry_key",
+}
+
+
+def test_operational_tags_sit_under_one_prefix(tracking_store):
+    """Host, pid, lease (with its heartbeat) and attempt are calibexp's bookkeeping, under
+    ``calibexp.ops.``; the tags a researcher filters on are the only other ``calibexp.*``."""
+    client = MlflowClient(tracking_store)
+    _, outcome = trained("configs/demo.yaml", "train.epochs=2")
+    tags = client.get_run(outcome.run_id).data.tags
+    ours = {k for k in tags if k.startswith("calibexp.")}
+    ops = {k for k in ours if k.startswith(OPS_PREFIX)}
+    assert ours - ops == RESEARCH_TAGS
+    assert {HOST_TAG, PID_TAG, ATTEMPT_TAG, lease_tag(1)} <= ops  # failures: after a death only
+    assert tags[PID_TAG].isdigit() and json.loads(tags[lease_tag(1)])["beat"] >= 1
+    experiment = client.get_experiment(client.get_run(outcome.run_id).info.experiment_id)
+    assert set(experiment.tags) & {k for k in experiment.tags if k.startswith("calibexp.")} <= {
+        LAST_WORKER_TAG
+    }
 
 
 def test_headline_rows_by_hand():
