@@ -53,8 +53,8 @@ from calibexp.tracking.checkpoints import BEST, LAST, load_checkpoint
 from calibexp.tracking.inputs import dataset_input
 from calibexp.tracking.launcher import mark_launcher, take_launcher
 from calibexp.tracking.names import RUN_NAME_TAG, run_name
-from calibexp.tracking.recorder import EpochRecorder
 from calibexp.tracking.ops_tags import ATTEMPT_TAG, FAILURES_TAG, HOST_TAG
+from calibexp.tracking.recorder import EpochRecorder
 from calibexp.tracking.registry import KEY_TAG, KeyState, Registry
 from calibexp.tracking.run import (
     TrackedRun,

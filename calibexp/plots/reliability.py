@@ -152,7 +152,12 @@ class ReliabilityPanel:
         top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
         bottom.set_yscale("log")
         self.histogram = bottom.bar(
-            left, np.ones(bins), width=width, align="edge", color=BARS, edgecolor="black",
+            left,
+            np.ones(bins),
+            width=width,
+            align="edge",
+            color=BARS,
+            edgecolor="black",
             linewidth=0.6,
         ).patches
         self.counts = [
@@ -240,23 +245,29 @@ def grid_figure(
             (x0 / width, (y_top - upper_h) / height, panel_w / width, upper_h / height)
         )
         bottom = fig.add_axes(
-            (x0 / width, (y_top - upper_h - stack - lower_h) / height, panel_w / width,
-             lower_h / height),
+            (
+                x0 / width,
+                (y_top - upper_h - stack - lower_h) / height,
+                panel_w / width,
+                lower_h / height,
+            ),
             sharex=top,
         )
         panels.append(ReliabilityPanel(top, bottom, bins, n, animated))
     fig.legend(
-        handles=legend_handles(), loc="lower center", ncol=2,
-        fontsize=7, frameon=False, bbox_to_anchor=(0.5, 0.0),
+        handles=legend_handles(),
+        loc="lower center",
+        ncol=2,
+        fontsize=7,
+        frameon=False,
+        bbox_to_anchor=(0.5, 0.0),
     )
     if suptitle:
         fig.suptitle(suptitle, fontsize=11, y=1 - 0.06 / height, va="top")
     return fig, panels
 
 
-def plot_reliability_grid(
-    panels: list[tuple[ReliabilityData, str]], suptitle: str = ""
-) -> Figure:
+def plot_reliability_grid(panels: list[tuple[ReliabilityData, str]], suptitle: str = "") -> Figure:
     """Diagrams in a grid, at most ``MAX_COLUMNS`` across (before/after calibration, or chosen
     epochs of a run), so the figure stays legible at the width the MLflow UI shows it."""
     first = panels[0][0]

@@ -143,6 +143,7 @@ def test_val_suite_of_the_last_epoch_recomputes_from_the_logged_logits(demo):
 
 def test_reliability_diagrams_at_the_end(demo):
     _, _, files, _ = demo
+
     def pixels(n_panels: int, suptitle: bool = False) -> tuple[int, int]:
         width, height = figure_size(n_panels, suptitle)
         return int(width * DPI + 1e-6), int(height * DPI + 1e-6)  # as Agg truncates
