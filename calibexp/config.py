@@ -264,11 +264,15 @@ def config_paths(paths: str | Path | typing.Sequence[str | Path]) -> list[str]:
 
 
 def shown_path(path: str) -> str:
-    """A config path as it is recorded (``tracking.config``): relative to the working directory
-    when it lies under it (``configs/demo.yaml`` whether given so or absolute), else absolute;
-    so the same file reads the same in every run started from the project."""
-    resolved, here = Path(path).resolve(), Path.cwd().resolve()
-    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
+    """A config path as it is recorded (``tracking.config``): relative to the MLflow project
+    it lies in (the nearest folder above it with an ``MLproject`` file), so
+    ``configs/demo.yaml`` reads the same whether given relative or absolute, from any working
+    directory or checkout; absolute when it is in no project."""
+    resolved = Path(path).resolve()
+    for folder in resolved.parents:
+        if (folder / "MLproject").is_file():
+            return str(resolved.relative_to(folder))
+    return str(resolved)
 
 
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:

@@ -133,9 +133,12 @@ def test_several_config_files_compose_one_run():
     # a component whose name changes is replaced, not merged: no stray gamma from focal
     ce = CONFIGS / "_base_/losses/ce.yaml"
     back, plain = to_dict(load_config([demo, focal, ce])), to_dict(load_config(demo))
-    # every leaf alike, except the record of which files the run was loaded from
-    assert back["tracking"].pop("config") == f"{demo} {focal} {ce}"
-    assert plain["tracking"].pop("config") == str(demo)
+    # every leaf alike, except the record of which files the run was loaded from (each
+    # relative to the project folder, whatever path was given)
+    assert back["tracking"].pop("config") == (
+        "configs/demo.yaml configs/_base_/losses/focal.yaml configs/_base_/losses/ce.yaml"
+    )
+    assert plain["tracking"].pop("config") == "configs/demo.yaml"
     assert back == plain
 
 
