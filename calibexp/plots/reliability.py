@@ -8,7 +8,7 @@ smooth curve):
 - per equal-width confidence bin ((lo, hi], as ``ece``), the bin's accuracy as a grey bar and
   the gap to its mean confidence as a bar hatched ``//`` in vermilion where the bin is
   over-confident (confidence > accuracy) and ``\\\\`` in blue where under-confident. Every bar's
-  opacity follows the bin's share of the samples (relative to the fullest bin), so a bin of
+  opacity follows the bin's share of the samples (√(count / fullest bin's count)), so a bin of
   3 samples out of 450 is a faint outline, not a full-height verdict;
 - the smooth reliability curve μ(t) (kernel-smoothed accuracy at the smECE bandwidth σ*, as
   relplot computes it), drawn only where at least ``MIN_SUPPORT`` samples lie within the kernel's
@@ -77,10 +77,11 @@ class ReliabilityData:
         return cls(**data)
 
     def opacity(self) -> np.ndarray:
-        """Per bin: ``MIN_OPACITY`` + the rest in proportion to its count over the fullest
-        bin's; 0 for an empty bin."""
+        """Per bin: ``MIN_OPACITY`` + the rest in proportion to the square root of its count
+        over the fullest bin's (the root, so a bin of 28 beside one of 375 still reads as data,
+        and one of 3 as next to none); 0 for an empty bin."""
         counts = np.asarray(self.counts, dtype=float)
-        share = counts / max(counts.max(), 1.0)
+        share = np.sqrt(counts / max(counts.max(), 1.0))
         return np.where(counts > 0, MIN_OPACITY + (1 - MIN_OPACITY) * share, 0.0)
 
     def supported_curve(self) -> tuple[np.ndarray, np.ndarray]:
@@ -203,7 +204,7 @@ class ReliabilityPanel:
 
 def legend_handles() -> list[Any]:
     return [
-        Patch(facecolor=BARS, edgecolor="black", label="accuracy per bin, opacity ∝ count"),
+        Patch(facecolor=BARS, edgecolor="black", label="accuracy per bin, opacity ∝ √count"),
         Patch(facecolor=OVER, alpha=0.45, hatch=OVER_HATCH, label="gap: over-confident"),
         Patch(facecolor=UNDER, alpha=0.45, hatch=UNDER_HATCH, label="gap: under-confident"),
         Line2D([], [], color=SMOOTH, linewidth=2.0, label=f"smooth μ(t), ≥{MIN_SUPPORT} in ±σ*"),

@@ -114,7 +114,7 @@ def test_drawing_shows_its_data():
         assert colours.count((OVER, "//")) == over and colours.count((UNDER, "\\\\")) == under
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[:3] == [
-        "accuracy per bin, opacity ∝ count",
+        "accuracy per bin, opacity ∝ √count",
         "gap: over-confident",
         "gap: under-confident",
     ]
@@ -146,8 +146,8 @@ def test_bar_opacity_follows_the_bins_share_of_the_samples():
     full = counts.argmax()
     assert alphas[full] == pytest.approx(1.0)
     sparse = int(np.flatnonzero((counts > 0) & (counts < 10))[0])
-    expected = MIN_OPACITY + (1 - MIN_OPACITY) * counts[sparse] / counts[full]
-    assert alphas[sparse] == pytest.approx(expected) and alphas[sparse] < 0.2
+    expected = MIN_OPACITY + (1 - MIN_OPACITY) * np.sqrt(counts[sparse] / counts[full])
+    assert alphas[sparse] == pytest.approx(expected) and alphas[sparse] < 0.25
     assert all(alphas[counts == 0] == 0)
 
 
