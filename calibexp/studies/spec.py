@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from calibexp.config import ExperimentConfig, config_paths, load_config, override, structured
+from calibexp.config import (
+    ExperimentConfig,
+    config_paths,
+    load_config,
+    override,
+    shown_path,
+    structured,
+)
 from calibexp.errors import CalibexpError
 from calibexp.registry import Registry, closest
 from calibexp.studies.samplers import PRUNERS, SAMPLERS
@@ -86,8 +93,8 @@ class StudySpec:
         """The spec as the study parent's params: search space, objectives, sampler, pruner
         and budget (``space.<key>`` one per tuned key)."""
         params = {
-            "study.spec": self.path,
-            "study.base": " ".join(str(p) for p in self.base),
+            "study.spec": shown_path(self.path) if self.path else "",
+            "study.base": " ".join(shown_path(str(p)) for p in self.base),
             "study.objectives": ", ".join(
                 f"{m} ({d})" for m, d in zip(self.metrics, self.directions)
             ),
