@@ -6,7 +6,7 @@ PYTHON ?= python3
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: install demo test test-fast lint ui bench clean
+.PHONY: install demo test test-fast lint ui bench screenshots clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,12 @@ ui: install  ## the MLflow UI on the same store: http://127.0.0.1:5000
 
 bench: install  ## every benchmarks/ script, one after the other (about 20 minutes on 2 CPU cores)
 	set -e; for script in benchmarks/*.py; do echo "== $$script"; python $$script; done
+
+# Needs Debian's Chromium first (apt-get install chromium: /usr/bin/chromium); Playwright drives
+# it, it downloads no browser. Trains the demo losses and the smoke study into a temporary store.
+screenshots: install  ## real MLflow UI and optuna-dashboard screenshots into docs/images/ (~4 min)
+	$(VENV)/bin/python -m pip install --quiet -e ".[screenshots]"
+	python scripts/ui_screenshots.py --out docs/images
 
 clean:
 	rm -rf $(VENV) mlflow.db mlruns mlartifacts

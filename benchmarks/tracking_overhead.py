@@ -4,12 +4,16 @@ tracking off, in one process.
 
     python benchmarks/tracking_overhead.py [--rounds 3] [key=value ...]
 
-Target: ratio <= 1.02. Rounds alternate off/on so drift in machine load hits both alike.
+Targets: median epoch ratio <= 1.02; whole run (through the final flush) <= 1.05. Rounds
+alternate off/on so drift in machine load hits both alike.
 
 Last measured: 2026-12-03 on a 2-core AMD EPYC x86_64 VM, 24 GiB, no GPU; Python 3.11.7, torch
-2.14.1 (CPU), mlflow 3.17.2, optuna 5.1.0, numpy 2.4.6. median epoch 361.5 ms off, 380.4 ms on:
-ratio 1.052 (over the 1.02 target on this machine; 0.981 on an earlier 2-core host); whole run
-incl. the final flush 1.541 (its 20 val diagrams are drawn at the final flush).
+2.14.1 (CPU), mlflow 3.17.2, optuna 5.1.0, on a quiet machine. Median epoch 476.3 ms off,
+563.6 ms on: ratio 1.183; whole run 1.236 (1.541 before the per-epoch diagrams were drawn frame
+by frame as each epoch ends instead of all at the final flush). Both over target: each of the 20
+val diagrams still costs the one tracking thread ~32 ms to render and ~29 ms in
+``MlflowClient.log_image`` (PNG, webp thumbnail, store write), ~1.2 s of a 9.5 s run, on the
+same 2 cores and GIL as training.
 """
 
 from __future__ import annotations
@@ -100,6 +104,7 @@ def main() -> None:
     print(
         f"ratio on/off (whole run incl. final flush, median): "
         f"{statistics.median(totals[True]) / statistics.median(totals[False]):.3f}"
+        "   target <= 1.05"
     )
 
 

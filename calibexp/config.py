@@ -121,7 +121,10 @@ class EvalConfig:
 @dataclass(frozen=True)
 class TrackingConfig:
     experiment: str = "calibexp"  # used when no MLflow run or experiment is handed to us
-    run_name: Optional[str] = None
+    run_name: Optional[str] = None  # None: {dataset}-{model}-{loss}-s{seed} (tracking/names.py)
+    # The config file(s) the run was loaded from, as given (set by load_config; shown in the
+    # run's description). Not part of the run key.
+    config: Optional[str] = None
     # Seconds between writes of metrics and checkpoints (and always after the last epoch):
     # a killed run loses at most this much training. 0 = write after every epoch.
     flush_every_s: float = 10.0
@@ -242,7 +245,8 @@ def load_config(
     ``_base_`` chain; apply dotted ``overrides``; validate; freeze. A path that names a cell of
     the paper matrix (``configs/<dataset>/<model>/<loss>.yaml``) is composed from
     ``configs/matrix.yaml`` (``calibexp.matrix``), with the file at that path, if any, on top."""
-    raw = OmegaConf.create({})
+    shown = " ".join(shown_path(p) for p in config_paths(paths))
+    raw = OmegaConf.create({"tracking": {"config": shown}})
     for path in config_paths(paths):
         raw = _merge_layer(raw, _load_top(Path(path)))
     for item in overrides:
@@ -257,6 +261,18 @@ def config_paths(paths: str | Path | typing.Sequence[str | Path]) -> list[str]:
     if not words:
         raise CalibexpError("no config given; pass a YAML path such as configs/demo.yaml")
     return words
+
+
+def shown_path(path: str) -> str:
+    """A config path as it is recorded (``tracking.config``): relative to the MLflow project
+    it lies in (the nearest folder above it with an ``MLproject`` file), so
+    ``configs/demo.yaml`` reads the same whether given relative or absolute, from any working
+    directory or checkout; absolute when it is in no project."""
+    resolved = Path(path).resolve()
+    for folder in resolved.parents:
+        if (folder / "MLproject").is_file():
+            return str(resolved.relative_to(folder))
+    return str(resolved)
 
 
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:

@@ -1,9 +1,11 @@
 """Which reliability diagrams a run logs, and where.
 
 - Every diagram epoch (``eval.diagram_every``): the val diagram as one step of the image series
-  ``reliability/val`` (step = epoch) and its data as ``tables/reliability_val/epoch_NNNN.json``.
+  ``reliability/val`` (step = the 0-based epoch index) and its data as
+  ``tables/reliability_val/epoch_NNNN.json``, queued as the epoch ends so it is drawn on the
+  tracking thread while the next epoch trains, frame by frame (``ReliabilityFrames``).
 - At the end of training: ``plots/reliability_val_evolution.png``, the val diagrams of chosen
-  epochs in a row (``eval.evolution_epochs``, or up to 5 spread evenly), drawn from the logged
+  epochs in a grid (``eval.evolution_epochs``, or up to 5 spread evenly), drawn from the logged
   tables, so a resumed run draws it the same way as an uninterrupted one.
 - At evaluation (``calibexp.evaluation``): test before and after each calibrator, alone and
   side by side.
@@ -17,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from calibexp.plots import ReliabilityData, plot_reliability, plot_reliability_row
+from calibexp.plots import ReliabilityData, ReliabilityFrames, plot_reliability_grid
 
 VAL_SERIES = "reliability/val"
 VAL_TABLES = "tables/reliability_val"
@@ -26,16 +28,28 @@ EVOLUTION_PANELS = 5
 
 
 def epoch_title(epoch: int, epochs: int) -> str:
-    return f"val after epoch {epoch + 1}/{epochs} (step {epoch})"
+    return f"val after epoch {epoch + 1}/{epochs} (step {epoch}, 0-based)"
 
 
-def log_val_diagram(run: Any, epoch: int, epochs: int, data: dict[str, Any]) -> None:
-    run.log_json(data, f"{VAL_TABLES}/epoch_{epoch:04d}.json")
-    run.log_image_series(
-        partial(plot_reliability, ReliabilityData.from_dict(data), epoch_title(epoch, epochs)),
-        VAL_SERIES,
-        epoch,
-    )
+class ValDiagrams:
+    """The val image series of one run: each epoch's diagram and its table, once per step."""
+
+    def __init__(self, run: Any, epochs: int) -> None:
+        self.run, self.epochs = run, epochs
+        self.frames = ReliabilityFrames()  # used on the tracking thread only
+
+    def log(self, epoch: int, data: dict[str, Any]) -> None:
+        if epoch in self.run.drawn:  # stored before a resume: not twice
+            return
+        self.run.log_json(data, f"{VAL_TABLES}/epoch_{epoch:04d}.json")
+        self.run.log_image_series(
+            partial(
+                self.frames.pixels, ReliabilityData.from_dict(data), epoch_title(epoch, self.epochs)
+            ),
+            VAL_SERIES,
+            epoch,
+        )
+        self.run.drawn.add(epoch)
 
 
 def evolution_epochs(chosen: list[int], logged: list[int]) -> list[int]:
@@ -68,5 +82,5 @@ def log_evolution(run: Any, chosen: list[int], epochs: int) -> None:
         ]
     if panels:
         run.log_figure(
-            partial(plot_reliability_row, panels, "val reliability over training"), EVOLUTION
+            partial(plot_reliability_grid, panels, "val reliability over training"), EVOLUTION
         )

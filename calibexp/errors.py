@@ -18,7 +18,7 @@ def require(ok: bool, key: str, value: object, expected: str) -> None:
 
 class EarlyStop(Exception):
     """Training stopped on purpose before its last epoch (a study pruned the trial); the run ends
-    KILLED with this message as its reason, everything trained so far recorded."""
+    FINISHED with this message as its reason, everything trained so far recorded."""
 
 
 class LeaseLost(Exception):

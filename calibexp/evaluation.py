@@ -21,8 +21,8 @@ import torch
 from calibexp.data.loader import DeviceLoader
 from calibexp.engine import predict
 from calibexp.metrics import CALIBRATORS, Predictions, suite_of
-from calibexp.metrics.registry import logged_name, metric_key
-from calibexp.plots import plot_reliability, plot_reliability_row, reliability_of
+from calibexp.metrics.registry import metric_key
+from calibexp.plots import plot_reliability, plot_reliability_grid, reliability_of
 
 BEFORE_AFTER = "plots/reliability_test_before_after.png"
 
@@ -69,7 +69,7 @@ def evaluate_and_log(
         run.log_figure(partial(plot_reliability, data, title), f"plots/reliability_{split}.png")
         run.log_json(data.to_dict(), f"tables/reliability_{split}.json")
         panels.append((data, title))
-    run.log_figure(partial(plot_reliability_row, panels), BEFORE_AFTER)
+    run.log_figure(partial(plot_reliability_grid, panels), BEFORE_AFTER)
     for split, logits, targets in (
         ("val", val_logits, val_targets),
         ("test", test_logits, test_targets),
@@ -78,14 +78,4 @@ def evaluate_and_log(
         np.savez_compressed(path, logits=logits.cpu().numpy(), targets=targets.cpu().numpy())
         run.upload(path, f"logits/{split}.npz")
     run.log_metrics(metrics, step=step)  # last: once they are there, so is everything above
-    for split, _, _ in variants[1:]:
-        for key in (logged_name(m, bins) for m in ("acc", "nll", "ece")):
-            print(
-                f"test/{key} {metrics[f'test/{key}']:.4f} -> {split}/{key} "
-                f"{metrics[f'{split}/{key}']:.4f}",
-                flush=True,
-            )
-    for name in calibrators:
-        split = CALIBRATORS.info(name)["split"]
-        print(f"{split}/temperature {metrics[f'{split}/temperature']:.4f} ({name})", flush=True)
     return metrics

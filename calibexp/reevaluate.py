@@ -7,13 +7,13 @@ and exactly the end-of-run evaluation that ``train`` logs.
 
 from __future__ import annotations
 
-from calibexp.config import flatten, to_yaml
 from calibexp.engine import autocast_for, resolve_device
 from calibexp.evaluation import evaluate_and_log
 from calibexp.parts import build_data, build_model
-from calibexp.run import RunResult, guarded, run_tags, source_config
+from calibexp.run import RunResult, describe, guarded, record_config, run_tags, source_config
 from calibexp.seeding import seed_everything
 from calibexp.tracking.checkpoints import load_checkpoint
+from calibexp.tracking.names import evaluation_name
 from calibexp.tracking.run import TrackedRun, get_run, host_tags, tracking_client
 
 
@@ -41,29 +41,28 @@ def reevaluate(run_id: str, checkpoint: str | None = None) -> RunResult:
     run = TrackedRun.for_this_command(
         client,
         lambda: source.info.experiment_id,
-        f"evaluate-{source.info.run_name or run_id[:8]}",
+        evaluation_name(source.info.run_name or run_id[:8]),
         tags,
     )
-    run.log_params(flatten(cfg))
-    run.log_text(to_yaml(cfg), "config.yaml")
+    record_config(run, cfg, data)
     print(
         f"calibexp: evaluating run {run_id} ({which} checkpoint, epoch {state['epoch'] + 1}) "
         f"into MLflow run {run.run_id}",
         flush=True,
     )
-    return guarded(
-        run,
-        lambda: RunResult(
-            run.run_id,
-            evaluate_and_log(
-                run,
-                model,
-                val_loader,
-                test_loader,
-                autocast_for(device, cfg.train.precision),
-                bins=cfg.eval.ece_bins,
-                calibrators=cfg.eval.calibrators,
-                step=int(state["epoch"]),
-            ),
-        ),
-    )
+
+    def evaluate() -> RunResult:
+        metrics = evaluate_and_log(
+            run,
+            model,
+            val_loader,
+            test_loader,
+            autocast_for(device, cfg.train.precision),
+            bins=cfg.eval.ece_bins,
+            calibrators=cfg.eval.calibrators,
+            step=int(state["epoch"]),
+        )
+        describe(run, cfg, metrics)
+        return RunResult(run.run_id, metrics)
+
+    return guarded(run, evaluate)

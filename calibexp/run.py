@@ -44,14 +44,18 @@ from calibexp.config import (
     with_overrides,
 )
 from calibexp.data import DataBundle
-from calibexp.diagrams import VAL_SERIES, log_evolution, log_val_diagram
+from calibexp.diagrams import VAL_SERIES, log_evolution
 from calibexp.errors import CalibexpError, LeaseLost
 from calibexp.evaluation import evaluate_and_log, headline_keys
+from calibexp.headline import DESCRIPTION_TAG, headline
 from calibexp.parts import Parts, build_parts
 from calibexp.tracking.checkpoints import BEST, LAST, load_checkpoint
+from calibexp.tracking.inputs import dataset_input
 from calibexp.tracking.launcher import mark_launcher, take_launcher
+from calibexp.tracking.names import RUN_NAME_TAG, run_name
+from calibexp.tracking.ops_tags import ATTEMPT_TAG, FAILURES_TAG, HOST_TAG
 from calibexp.tracking.recorder import EpochRecorder
-from calibexp.tracking.registry import ATTEMPT_TAG, FAILURES_TAG, KEY_TAG, KeyState, Registry
+from calibexp.tracking.registry import KEY_TAG, KeyState, Registry
 from calibexp.tracking.run import (
     TrackedRun,
     experiment_id_for,
@@ -138,7 +142,7 @@ def run_experiment(
     parts = build_parts(cfg, data_cache)  # ... or open a new one; bad settings fail here
     if not registry.claim(key, state.attempt + 1):
         return _nothing_to_train(client, registry.state(key), cfg)
-    run = _open(registry, key, state.attempt + 1, cfg, parts.data, force)
+    run = _open(registry, key, state.attempt + 1, cfg, parts.data)
     return _guarded_outcome(run, parts, None, state.attempt + 1)
 
 
@@ -148,27 +152,41 @@ def _open(
     attempt: int,
     cfg: ExperimentConfig,
     data: DataBundle,
-    force: bool,
 ) -> TrackedRun:
     tags = {**run_tags(cfg, data), **host_tags(), KEY_TAG: key, ATTEMPT_TAG: str(attempt)}
-    if force:
+    forced = key[len(run_key(cfg)) + 1 :]  # "forced-1a2b3c4d" for a forced re-run, else ""
+    if forced:
         tags["calibexp.forced"] = "true"
+    name = run_name(cfg, forced)
     lease = registry.lease("", key, attempt)
     tags.update(lease.tag())
     launched = take_launcher()  # the run `mlflow run` made for this command, if any
     if launched:
         run = TrackedRun.attach(registry.client, launched)
-        run.set_tags(tags)
+        run.set_tags({**tags, RUN_NAME_TAG: name})  # not the name MLflow drew for it
     else:
-        run = TrackedRun.create(
-            registry.client, registry.experiment_id, cfg.tracking.run_name, tags
-        )
+        run = TrackedRun.create(registry.client, registry.experiment_id, name, tags)
     lease.run_id = run.run_id
     run.hold(lease.start())
-    run.log_params(flatten(cfg))
-    run.log_text(to_yaml(cfg), "config.yaml")
+    record_config(run, cfg, data)
     print(f"calibexp: MLflow run {run.run_id}", flush=True)
     return run
+
+
+def record_config(run: TrackedRun, cfg: ExperimentConfig, data: DataBundle) -> None:
+    """What a run was made of: its params, its whole config and its data (a dataset input)."""
+    run.log_params(flatten(cfg))
+    run.log_text(to_yaml(cfg), "config.yaml")
+    run.log_dataset(dataset_input(cfg, data.split_digest))
+
+
+def describe(run: TrackedRun, cfg: ExperimentConfig, metrics: dict[str, float]) -> None:
+    """Write the run's headline as its description and print it: the last thing a command
+    that evaluated a run says."""
+    name = get_run(run.client, run.run_id).info.run_name
+    text = headline(name, cfg.tracking.config, metrics, cfg.eval.ece_bins, cfg.eval.calibrators)
+    run.set_tags({DESCRIPTION_TAG: text})
+    print(text, flush=True)
 
 
 def _take_over(
@@ -218,7 +236,7 @@ def _guarded_outcome(
 ) -> Outcome:
     """3-5: fit, evaluate and finish, guarded."""
     result = guarded(run, lambda: _train_and_evaluate(run, parts, checkpoint))
-    return Outcome("trained", run.run_id, result.metrics, attempt, host_tags()["calibexp.host"])
+    return Outcome("trained", run.run_id, result.metrics, attempt, host_tags()[HOST_TAG])
 
 
 def _check_resumable(run_id: str, state: KeyState) -> None:
@@ -325,11 +343,10 @@ def _train_trial(client: MlflowClient, cfg: ExperimentConfig, trial: TrialHooks)
     parent = get_run(client, trial.parent_run_id)
     tags = {**run_tags(cfg, parts.data), **host_tags(), **trial.tags}
     tags["mlflow.parentRunId"] = trial.parent_run_id  # by id, never the thread-local active run
-    name = trial.run_name or cfg.tracking.run_name
+    name = trial.run_name or run_name(cfg)
     run = TrackedRun.create(client, parent.info.experiment_id, name, tags)
     trial.run_id = run.run_id
-    run.log_params(flatten(cfg))
-    run.log_text(to_yaml(cfg), "config.yaml")
+    record_config(run, cfg, parts.data)
     print(f"calibexp: MLflow run {run.run_id}", flush=True)
     result = guarded(run, lambda: _train_and_evaluate(run, parts, None, trial))
     return Outcome("trained", run.run_id, result.metrics)
@@ -345,6 +362,7 @@ def _train_and_evaluate(
     if trial is None and checkpoint is not None:
         logged = get_run(run.client, run.run_id).data.metrics
         if "test/acc" in logged:  # died after its evaluation (logged last, in one batch)
+            describe(run, cfg, dict(logged))
             return RunResult(run.run_id, dict(logged))
     start, best = 0, BestSoFar(cfg.eval.best_mode)
     if checkpoint is not None:
@@ -353,10 +371,6 @@ def _train_and_evaluate(
         stamps = checkpoint.get("pending_timestamps", {})  # the epochs' own timestamps
         for epoch, metrics in sorted(checkpoint["pending_metrics"].items()):
             run.log_epoch(metrics, epoch, stamps.get(epoch))
-        for epoch, diagram in sorted(checkpoint.get("pending_diagrams", {}).items()):
-            if epoch not in run.drawn:
-                log_val_diagram(run, epoch, cfg.train.epochs, diagram)
-                run.drawn.add(epoch)
         run.logged_through = max(run.logged_through, checkpoint["epoch"])
     recorder = EpochRecorder(
         run, cfg.tracking.flush_every_s, cfg.tracking.checkpoint_every_s, cfg.train.epochs
@@ -381,6 +395,7 @@ def _train_and_evaluate(
     if cfg.tracking.log_model:
         run.flush()
         _log_model(run, parts)
+    describe(run, cfg, metrics)
     return RunResult(run.run_id, metrics)
 
 

@@ -2,20 +2,22 @@
 
 from calibexp.plots.reliability import (
     ReliabilityData,
+    ReliabilityFrames,
     figure_pixels,
     figure_png,
     plot_reliability,
-    plot_reliability_row,
+    plot_reliability_grid,
     prepare_reliability,
     reliability_of,
 )
 
 __all__ = [
     "ReliabilityData",
+    "ReliabilityFrames",
     "figure_pixels",
     "figure_png",
     "plot_reliability",
-    "plot_reliability_row",
+    "plot_reliability_grid",
     "prepare_reliability",
     "reliability_of",
 ]

@@ -1,15 +1,22 @@
 """Reliability diagrams: compute the data (``prepare_reliability``), then draw it
-(``plot_reliability``, ``plot_reliability_row``). The data is plain and JSON-able so it is logged
-beside the picture and an evolution figure can be drawn later from the logged tables.
+(``plot_reliability``, ``plot_reliability_grid``, or frame by frame with ``ReliabilityFrames``).
+The data is plain and JSON-able so it is logged beside the picture and an evolution figure can be
+drawn later from the logged tables.
 
 One diagram, top to bottom (Guo et al., ICML 2017, Fig. 1; Błasiok & Nakkiran, ICLR 2024, for the
 smooth curve):
 - per equal-width confidence bin ((lo, hi], as ``ece``), the bin's accuracy as a grey bar and
-  the gap to its mean confidence as a hatched bar, vermilion where the bin is over-confident
-  (confidence > accuracy) and blue where under-confident;
+  the gap to its mean confidence as a bar hatched ``//`` in vermilion where the bin is
+  over-confident (confidence > accuracy) and ``\\\\`` in blue where under-confident. Every bar's
+  opacity follows the bin's share of the samples (√(count / fullest bin's count)), so a bin of
+  3 samples out of 450 is a faint outline, not a full-height verdict;
 - the smooth reliability curve μ(t) (kernel-smoothed accuracy at the smECE bandwidth σ*, as
-  relplot draws it), whose line width follows the density of confidences;
-- beneath, the histogram of confidences; the title carries ECE, smECE, accuracy and N.
+  relplot computes it), drawn only where at least ``MIN_SUPPORT`` samples lie within the kernel's
+  reach (N · density(t) · 2σ*): outside, μ(t) is the kernel's extrapolation of far-away samples;
+- beneath, the number of samples per bin on a log scale (a bin of 3 next to one of 400 still
+  shows) with its count written on it; the title carries ECE, smECE, accuracy and N. The legend
+  sits below the axes, off the data. Hatching, line styles and opacity keep every element
+  distinguishable in greyscale; the colours are Okabe-Ito's.
 
 Figures are built with matplotlib's object API (``Figure``, never ``pyplot``): no global state,
 nothing to close, and safe to draw on calibexp's one background thread.
@@ -18,12 +25,16 @@ nothing to close, and safe to draw on calibexp's one background thread.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from calibexp.metrics.calibration import equal_width_bins
@@ -34,8 +45,13 @@ from calibexp.metrics.smooth import smooth_reliability
 OVER = "#D55E00"  # vermilion: over-confident bins (confidence > accuracy)
 UNDER = "#0072B2"  # blue: under-confident bins
 SMOOTH = "#009E73"  # bluish green: the smooth reliability curve
-BARS = "#BBBBBB"
-PANEL_SIZE = (4.2, 5.4)  # inches per diagram; at 110 dpi the 9-10 pt labels read at 100% zoom
+BARS = "#9A9A9A"
+OVER_HATCH, UNDER_HATCH = "//", "\\\\"
+MIN_OPACITY = 0.12  # the faintest non-empty bin: still visible as an outline
+MIN_SUPPORT = 10  # samples within ±σ* below which the smooth curve is not drawn
+PANEL_SIZE = (4.2, 5.0)  # inches per diagram; at 110 dpi the 9-10 pt labels read at 100% zoom
+LEGEND_HEIGHT = 0.55  # inches below the panels for the shared legend
+MAX_COLUMNS = 2  # a grid of at most 2 panels across (924 px) fits the MLflow artifact viewer
 DPI = 110
 
 
@@ -59,6 +75,22 @@ class ReliabilityData:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ReliabilityData":
         return cls(**data)
+
+    def opacity(self) -> np.ndarray:
+        """Per bin: ``MIN_OPACITY`` + the rest in proportion to the square root of its count
+        over the fullest bin's (the root, so a bin of 28 beside one of 375 still reads as data,
+        and one of 3 as next to none); 0 for an empty bin."""
+        counts = np.asarray(self.counts, dtype=float)
+        share = np.sqrt(counts / max(counts.max(), 1.0))
+        return np.where(counts > 0, MIN_OPACITY + (1 - MIN_OPACITY) * share, 0.0)
+
+    def supported_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """The smooth curve's mesh and μ(t), NaN where fewer than ``MIN_SUPPORT`` samples lie
+        within ±σ* (N · density(t) · 2σ*: density integrates to 1 over [0, 1])."""
+        mesh = np.asarray(self.smooth.get("mesh", []), dtype=float)
+        mu = np.asarray(self.smooth.get("accuracy", []), dtype=float)
+        local = self.n * np.asarray(self.smooth.get("density", []), dtype=float) * 2 * self.sigma
+        return mesh, np.where(local >= MIN_SUPPORT, mu, np.nan)
 
 
 def prepare_reliability(
@@ -93,110 +125,187 @@ def reliability_of(p: Predictions, bins: int = 15) -> ReliabilityData:
     )
 
 
-def draw_reliability(data: ReliabilityData, top: Any, bottom: Any, title: str = "") -> None:
-    """One diagram on two axes: reliability (``top``) and confidence histogram (``bottom``)."""
-    left = np.array(data.edges[:-1])
-    width = np.diff(data.edges)
-    shown = np.array(data.counts) > 0
-    acc = np.where(shown, data.accuracy, 0.0)
-    conf = np.array(data.confidence)
-    top.bar(left, acc, width=width, align="edge", color=BARS, edgecolor="black", linewidth=0.5)
-    over = conf > acc
-    top.bar(
-        left[shown],
-        np.abs(conf - acc)[shown],
-        bottom=np.minimum(conf, acc)[shown],
-        width=width[shown],
-        align="edge",
-        color=np.where(over, OVER, UNDER)[shown].tolist(),
-        alpha=0.45,
-        edgecolor=np.where(over, OVER, UNDER)[shown].tolist(),
-        hatch="//",
-        linewidth=0.5,
-    )
-    top.plot([0, 1], [0, 1], "k--", linewidth=0.8)
-    if data.smooth:
-        _draw_smooth_curve(top, data.smooth)
-    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
-    top.legend(
-        handles=[
-            Patch(facecolor=BARS, edgecolor="black", label="accuracy per bin"),
-            Patch(facecolor=OVER, alpha=0.45, hatch="//", label="gap: over-confident"),
-            Patch(facecolor=UNDER, alpha=0.45, hatch="//", label="gap: under-confident"),
-            _line_handle(top, f"smooth (σ* = {data.sigma:.3f})"),
-        ],
-        loc="upper left",
-        fontsize=7.5,
-        framealpha=0.85,  # readable over under-confident bars, which reach the upper left
-    )
+def heading_of(data: ReliabilityData, title: str) -> str:
     heading = f"{title}\n" if title else ""
-    top.set_title(
+    return (
         f"{heading}ECE {100 * data.ece:.2f}%  smECE {100 * data.smece:.2f}%  "
-        f"acc {100 * data.accuracy_overall:.1f}%  N {data.n}",
-        fontsize=9,
+        f"acc {100 * data.accuracy_overall:.1f}%  N {data.n}"
     )
-    bottom.bar(
-        left,
-        np.array(data.counts) / max(data.n, 1),
-        width=width,
-        align="edge",
-        color=BARS,
-        edgecolor="black",
-        linewidth=0.5,
-    )
-    bottom.set(xlim=(0, 1), xlabel="confidence", ylabel="fraction")
 
 
-def _draw_smooth_curve(ax: Any, smooth: dict[str, list[float]]) -> None:
-    """μ(t) as a thin line inside a band whose width follows the density of confidences
-    (relplot's look). One polygon: relplot's one ``fill_between`` per mesh cell, or a
-    ``LineCollection`` with per-segment widths, take 30-50 ms more per figure."""
-    mesh, mu, density = (np.asarray(smooth[k]) for k in ("mesh", "accuracy", "density"))
-    half_width = 0.025 * density / max(density.max(), 1e-12)
-    ax.fill_between(mesh, mu - half_width, mu + half_width, color=SMOOTH, alpha=0.6, linewidth=0)
-    ax.plot(mesh, mu, color=SMOOTH, linewidth=1.0)
+class ReliabilityPanel:
+    """One diagram's artists on two axes, made once for ``bins`` bins and ``n`` samples and
+    restyled by ``show`` (so a series of diagrams re-draws only what changes)."""
+
+    def __init__(self, top: Any, bottom: Any, bins: int, n: int, animated: bool = False) -> None:
+        self.top, self.bottom = top, bottom
+        edges = np.linspace(0, 1, bins + 1)
+        left, width = edges[:-1], np.diff(edges)
+        zeros = np.zeros(bins)
+        self.accuracy = top.bar(
+            left, zeros, width=width, align="edge", color=BARS, edgecolor="black", linewidth=0.6
+        ).patches
+        self.gaps = top.bar(
+            left, zeros, width=width, align="edge", edgecolor=OVER, linewidth=0.8
+        ).patches
+        (diagonal,) = top.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=0.8)
+        (self.curve,) = top.plot([], [], color=SMOOTH, linewidth=2.0)
+        top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
+        bottom.set_yscale("log")
+        self.histogram = bottom.bar(
+            left,
+            np.ones(bins),
+            width=width,
+            align="edge",
+            color=BARS,
+            edgecolor="black",
+            linewidth=0.6,
+        ).patches
+        self.counts = [
+            bottom.text(x + w / 2, 1, "", ha="center", va="bottom", fontsize=6.5)
+            for x, w in zip(left, width)
+        ]
+        # log axis from below one sample to above N, so every non-empty bin has a visible bar
+        bottom.set(xlim=(0, 1), ylim=(0.6, max(n, 10) * 4), xlabel="confidence", ylabel="samples")
+        top.tick_params(labelbottom=False)
+        # in zorder, as a full draw orders them (patches, lines, texts)
+        self.dynamic = [*self.accuracy, *self.gaps, diagonal, self.curve, top.title]
+        self.dynamic += [*self.histogram, *self.counts]
+        for artist in self.dynamic:
+            artist.set_animated(animated)
+
+    def show(self, data: ReliabilityData, title: str) -> None:
+        acc, conf = np.asarray(data.accuracy), np.asarray(data.confidence)
+        opacity = data.opacity()
+        for m, count in enumerate(data.counts):
+            shown = count > 0
+            over = conf[m] > acc[m]
+            colour = OVER if over else UNDER
+            self.accuracy[m].set(height=acc[m] if shown else 0.0, alpha=opacity[m])
+            self.gaps[m].set(
+                y=min(conf[m], acc[m]),
+                height=abs(conf[m] - acc[m]),
+                facecolor=(*to_rgb(colour), 0.45 * opacity[m]),
+                edgecolor=(*to_rgb(colour), opacity[m]),
+                hatch=OVER_HATCH if over else UNDER_HATCH,
+                visible=shown,
+            )
+            self.histogram[m].set(height=max(count, 1e-3), visible=shown)
+            self.counts[m].set(text=str(count) if shown else "", y=max(count, 1) * 1.15)
+        self.curve.set_data(*data.supported_curve())
+        self.top.set_title(heading_of(data, title), fontsize=9)
+
+    def draw(self, renderer: Any) -> None:
+        """Draw the changing artists on ``renderer`` (the background is already there)."""
+        for artist in self.dynamic:
+            if artist.get_visible():
+                artist.draw(renderer)
 
 
-def _line_handle(ax: Any, label: str) -> Any:
-    from matplotlib.lines import Line2D
+def legend_handles() -> list[Any]:
+    return [
+        Patch(facecolor=BARS, edgecolor="black", label="accuracy per bin, opacity ∝ √count"),
+        Patch(facecolor=OVER, alpha=0.45, hatch=OVER_HATCH, label="gap: over-confident"),
+        Patch(facecolor=UNDER, alpha=0.45, hatch=UNDER_HATCH, label="gap: under-confident"),
+        Line2D([], [], color=SMOOTH, linewidth=2.0, label=f"smooth μ(t), ≥{MIN_SUPPORT} in ±σ*"),
+        Line2D([], [], color="black", linestyle="--", linewidth=0.8, label="perfect calibration"),
+    ]
 
-    return Line2D([], [], color=SMOOTH, linewidth=2.5, label=label)
+
+def grid_shape(n_panels: int) -> tuple[int, int]:
+    """(rows, columns) of a figure of ``n_panels`` diagrams."""
+    columns = min(n_panels, MAX_COLUMNS)
+    return math.ceil(n_panels / columns), columns
 
 
-def plot_reliability_row(panels: list[tuple[ReliabilityData, str]], suptitle: str = "") -> Figure:
-    """Diagrams side by side (before/after calibration, or chosen epochs of a run)."""
-    n = len(panels)
-    width, height = PANEL_SIZE[0] * n, PANEL_SIZE[1] + (0.25 if suptitle else 0.0)
-    # Fixed margins in inches instead of constrained layout, which is half the drawing time.
-    left, right, bottom, top, gap, stack_gap = 0.65, 0.15, 0.55, 0.62, 0.75, 0.12
-    top += 0.25 if suptitle else 0.0
-    panel_width = (width - left - right - (n - 1) * gap) / n
-    panel_height = (height - bottom - top - stack_gap) / 2
+def figure_size(n_panels: int, suptitle: bool = False) -> tuple[float, float]:
+    """(width, height) in inches of a figure of ``n_panels`` diagrams."""
+    rows, columns = grid_shape(n_panels)
+    return PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows + LEGEND_HEIGHT + (0.3 * suptitle)
+
+
+def grid_figure(
+    n_panels: int, bins: int, n: int, suptitle: str = "", animated: bool = False
+) -> tuple[Figure, list[ReliabilityPanel]]:
+    """A figure of ``n_panels`` diagrams, at most ``MAX_COLUMNS`` across, legend beneath."""
+    rows, columns = grid_shape(n_panels)
+    head = 0.3 if suptitle else 0.0
+    width, height = figure_size(n_panels, bool(suptitle))
     fig = Figure(figsize=(width, height), dpi=DPI)
-    axes = fig.subplots(
-        2,
-        n,
-        sharex="col",
-        squeeze=False,
-        gridspec_kw={
-            "height_ratios": [3, 1],
-            "left": left / width,
-            "right": 1 - right / width,
-            "bottom": bottom / height,
-            "top": 1 - top / height,
-            "wspace": gap / panel_width,
-            "hspace": stack_gap / panel_height,
-        },
+    # Fixed margins in inches instead of constrained layout, which is half the drawing time.
+    left, right, top_margin, gap_x, gap_y, below = 0.65, 0.15, 0.5, 0.75, 0.95, 0.5
+    panels = []
+    panel_w = (width - left - right - (columns - 1) * gap_x) / columns
+    panel_h = (PANEL_SIZE[1] * rows - top_margin - below - (rows - 1) * gap_y) / rows
+    for i in range(n_panels):
+        r, c = divmod(i, columns)
+        x0 = left + c * (panel_w + gap_x)
+        y_top = height - head - top_margin - r * (panel_h + gap_y)
+        upper_h, lower_h, stack = panel_h * 0.72, panel_h * 0.25, panel_h * 0.03
+        top = fig.add_axes(
+            (x0 / width, (y_top - upper_h) / height, panel_w / width, upper_h / height)
+        )
+        bottom = fig.add_axes(
+            (
+                x0 / width,
+                (y_top - upper_h - stack - lower_h) / height,
+                panel_w / width,
+                lower_h / height,
+            ),
+            sharex=top,
+        )
+        panels.append(ReliabilityPanel(top, bottom, bins, n, animated))
+    fig.legend(
+        handles=legend_handles(),
+        loc="lower center",
+        ncol=2,
+        fontsize=7,
+        frameon=False,
+        bbox_to_anchor=(0.5, 0.0),
     )
-    for column, (data, title) in enumerate(panels):
-        draw_reliability(data, axes[0, column], axes[1, column], title)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11, y=1 - 0.06 / height, va="top")
+    return fig, panels
+
+
+def plot_reliability_grid(panels: list[tuple[ReliabilityData, str]], suptitle: str = "") -> Figure:
+    """Diagrams in a grid, at most ``MAX_COLUMNS`` across (before/after calibration, or chosen
+    epochs of a run), so the figure stays legible at the width the MLflow UI shows it."""
+    first = panels[0][0]
+    fig, drawn = grid_figure(len(panels), len(first.counts), first.n, suptitle)
+    for panel, (data, title) in zip(drawn, panels):
+        panel.show(data, title)
     return fig
 
 
 def plot_reliability(data: ReliabilityData, title: str = "") -> Figure:
-    return plot_reliability_row([(data, title)])
+    return plot_reliability_grid([(data, title)])
+
+
+class ReliabilityFrames:
+    """A series of one-panel diagrams (one per epoch) rendered by re-drawing only the artists
+    that change over a background rendered once: ~10x cheaper than a new figure per epoch,
+    which is what lets a short run draw a diagram every epoch at no visible cost
+    (benchmarks/tracking_overhead.py). Identical pixels to ``plot_reliability``
+    (tests/plots/test_reliability.py). Not thread-safe: one series per worker thread."""
+
+    def __init__(self) -> None:
+        self._shape: tuple[int, int] | None = None
+
+    def _prepare(self, bins: int, n: int) -> None:
+        self.fig, (self.panel,) = grid_figure(1, bins, n, animated=True)
+        self.canvas = FigureCanvasAgg(self.fig)
+        self.canvas.draw()
+        self.background = self.canvas.copy_from_bbox(self.fig.bbox)
+        self._shape = (bins, n)
+
+    def pixels(self, data: ReliabilityData, title: str = "") -> np.ndarray:
+        if self._shape != (len(data.counts), data.n):
+            self._prepare(len(data.counts), data.n)
+        self.canvas.restore_region(self.background)
+        self.panel.show(data, title)
+        self.panel.draw(self.canvas.get_renderer())
+        return np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
 
 
 def figure_png(fig: Figure) -> bytes:
@@ -207,8 +316,6 @@ def figure_png(fig: Figure) -> bytes:
 
 def figure_pixels(fig: Figure) -> np.ndarray:
     """The rendered figure as an RGB uint8 array (what ``MlflowClient.log_image`` takes)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -6,8 +6,10 @@ MLflow layout: the study is one parent run (tags ``calibexp.study``, ``calibexp.
 ``calibexp.spec_digest``), created once and recorded in the study's user attributes; every trial
 is a child run by explicit ``mlflow.parentRunId`` (never MLflow's thread-local active run, never
 ``optuna_integration.MLflowCallback``), tagged ``optuna.trial_number`` and
-``calibexp.trial_state`` (COMPLETE / PRUNED / FAIL). A pruned trial's run ends KILLED with the
-pruner's reason.
+``calibexp.trial_state`` (COMPLETE / PRUNED / FAIL) and named ``{study}-t{number}``. A pruned
+trial's run ends FINISHED (it did what the pruner asked), with the pruner's reason in
+``calibexp.end_reason``. The parent holds the spec (params ``study.*`` and ``space.*``, the
+artifact ``study/spec.yaml``); the Optuna study names its objectives (``set_metric_names``).
 
 Storage: an Optuna RDB storage with a heartbeat, so a worker killed mid-trial leaves no RUNNING
 trial: the stale trial is marked FAIL and retried once (``RetryHeartbeatStaleTrialCallback``).
@@ -30,10 +32,13 @@ from optuna.trial import TrialState
 
 from calibexp.config import load_config, override
 from calibexp.errors import CalibexpError, EarlyStop
+from calibexp.headline import DESCRIPTION_TAG
 from calibexp.registry import hyperparameters
 from calibexp.studies.samplers import PRUNERS, SAMPLERS
 from calibexp.studies.spec import Parameter, StudySpec
 from calibexp.tracking.launcher import launcher_run_id, mark_launcher
+from calibexp.tracking.names import RUN_NAME_TAG, study_name, trial_name
+from calibexp.tracking.registry import Registry
 from calibexp.tracking.run import (
     TrackedRun,
     end_run,
@@ -150,12 +155,17 @@ def prepare(spec: StudySpec, storage_url: str) -> tuple[optuna.Study, str]:
         run = TrackedRun.for_this_command(
             client,
             lambda: experiment_id_for(client, base.tracking.experiment),
-            f"study-{spec.name}",
-            tags,
+            study_name(spec.name),
+            {**tags, RUN_NAME_TAG: study_name(spec.name)},
         )
+        run.log_params(spec.described())
+        run.log_text(spec.text, "study/spec.yaml")
+        run.flush()
         run.release()
         parent = run.run_id
-        client.set_tag(parent, "mlflow.note.content", f"Optuna study {spec.name}: trials below.")
+        client.set_tag(parent, DESCRIPTION_TAG, _parent_description(spec))
+        with quiet_experimental():  # optuna-dashboard labels the axis with it
+            study.set_metric_names(list(spec.metrics))
         study.set_user_attr(PARENT_ATTR, parent)
     else:  # one more worker: its launcher run points at the study's
         mark_launcher(client, parent, f"a worker of study {spec.name}, run {parent}")
@@ -164,6 +174,17 @@ def prepare(spec: StudySpec, storage_url: str) -> tuple[optuna.Study, str]:
             client.set_tag(launcher, "calibexp.study_worker_of", parent)
     get_run(client, parent)
     return study, parent
+
+
+def _parent_description(spec: StudySpec) -> str:
+    objectives = ", ".join(f"{m} ({d})" for m, d in zip(spec.metrics, spec.directions))
+    space = ", ".join(p.key for p in spec.space)
+    budget = f"{spec.n_trials} trials" if spec.n_trials else f"{spec.timeout_s:g} s"
+    return (
+        f"Optuna study {spec.name} ({spec.path}): {objectives} over {space}; "
+        f"{spec.sampler.name} sampler, {spec.pruner.name} pruner, {budget}. "
+        "Trials are the child runs below; the best is evaluated on test once, at the end."
+    )
 
 
 def suggest(trial: optuna.Trial, space: tuple[Parameter, ...]) -> dict[str, Any]:
@@ -228,7 +249,7 @@ class Objective:
             },
             after_epoch=after_epoch,
             data_cache=self.data_cache,
-            run_name=f"{self.spec.name}-trial-{trial.number}",
+            run_name=trial_name(self.spec.name, trial.number),
         )
         state = "FAIL"
         try:
@@ -242,9 +263,34 @@ class Objective:
             raise optuna.TrialPruned() from None
         finally:
             if hooks.run_id:
-                tracking_client().set_tag(hooks.run_id, "calibexp.trial_state", state)
+                client = tracking_client()
+                client.set_tag(hooks.run_id, "calibexp.trial_state", state)
+                client.set_tag(
+                    hooks.run_id,
+                    DESCRIPTION_TAG,
+                    trial_headline(trial, state, last, self.spec, values),
+                )
                 trial.set_user_attr("mlflow_run_id", hooks.run_id)
         return values_out[0] if len(values_out) == 1 else values_out
+
+
+def trial_headline(
+    trial: optuna.Trial,
+    state: str,
+    last: dict[str, float],
+    spec: StudySpec,
+    values: dict[str, Any],
+) -> str:
+    """A trial run's description: its place in the study, its state and objective(s) at the
+    last epoch it trained, and the values it was given (trials never see test)."""
+    reached = ", ".join(f"{m} {last[m]:.4f}" for m in spec.metrics if m in last) or "no val metric"
+    given = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )
+    return (
+        f"Trial {trial.number} of Optuna study {spec.name}: {state}; {reached} at its last "
+        f"epoch; {given}."
+    )
 
 
 def older_live(trial: optuna.Trial) -> int:
@@ -323,15 +369,16 @@ def summarise(study: optuna.Study, spec: StudySpec, parent: str, url: str) -> No
     """Log the study to its parent run, then evaluate the best trial(s) on test, once."""
     from calibexp.studies.summary import log_summary
 
-    # The claim is atomic: creating a study name is unique in the storage, so of several
-    # workers that finish together exactly one summarises (a user attribute would be
-    # check-then-set). The marker study "<name>:summary" holds no trials.
-    try:
-        optuna.create_study(study_name=f"{spec.name}:summary", storage=open_storage(url))
-    except optuna.exceptions.DuplicatedStudyError:
+    # Of several workers that finish together exactly one summarises: the run registry's atomic
+    # claim (an MLflow experiment name, unique in the store) on a key of this study's parent
+    # run, which no other study shares. A user attribute would be check-then-set; a marker
+    # study would show in optuna-dashboard as a second, empty study.
+    client = tracking_client()
+    base = load_config(spec.base, list(spec.overrides))
+    experiment = get_run(client, parent).info.experiment_id
+    if not Registry(client, experiment, base.tracking).claim(f"summary-of-{parent}", 1):
         return  # another worker finished the study and summarises it
     study.set_user_attr(FINAL_ATTR, "started")
-    client = tracking_client()
     log_summary(client, study, spec, parent)
     from calibexp.reevaluate import reevaluate
 

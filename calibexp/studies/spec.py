@@ -22,13 +22,21 @@ spelled as it logs it (``val/ece_10`` when the base sets ``eval.ece_bins: 10``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from calibexp.config import ExperimentConfig, config_paths, load_config, override, structured
+from calibexp.config import (
+    ExperimentConfig,
+    config_paths,
+    load_config,
+    override,
+    shown_path,
+    structured,
+)
 from calibexp.errors import CalibexpError
 from calibexp.registry import Registry, closest
 from calibexp.studies.samplers import PRUNERS, SAMPLERS
@@ -78,10 +86,42 @@ class StudySpec:
     storage: str | None
     heartbeat_s: float  # worker heartbeat; a trial silent for 3x this is failed and retried
     digest: str  # of the spec file's content: which spec a study was run with
+    path: str = ""  # the spec file, as given
+    text: str = ""  # its content, logged to the study's parent run
+
+    def described(self) -> dict[str, str]:
+        """The spec as the study parent's params: search space, objectives, sampler, pruner
+        and budget (``space.<key>`` one per tuned key)."""
+        params = {
+            "study.spec": shown_path(self.path) if self.path else "",
+            "study.base": " ".join(shown_path(str(p)) for p in self.base),
+            "study.objectives": ", ".join(
+                f"{m} ({d})" for m, d in zip(self.metrics, self.directions)
+            ),
+            "study.sampler": _settings(self.sampler),
+            "study.pruner": _settings(self.pruner),
+            "study.n_trials": str(self.n_trials),
+            "study.timeout_s": str(self.timeout_s),
+        }
+        for p in self.space:
+            if p.type == "categorical":
+                shown = f"categorical {list(p.choices)}"
+            else:
+                shown = f"{p.type} [{p.low:g}, {p.high:g}]" + (" log" if p.log else "")
+                shown += f" step {p.step:g}" if p.step else ""
+            shown += f" when {p.when}" if p.when else ""
+            params[f"space.{p.key}"] = shown
+        return params
 
     @property
     def multi_objective(self) -> bool:
         return len(self.metrics) > 1
+
+
+def _settings(component: Any) -> str:
+    """``median(n_startup_trials=4, n_warmup_steps=3)``."""
+    values = {k: v for k, v in dataclasses.asdict(component).items() if k != "name"}
+    return f"{component.name}({', '.join(f'{k}={v}' for k, v in values.items())})"
 
 
 def load_spec(path: str | Path, root: Path | None = None) -> StudySpec:
@@ -143,6 +183,8 @@ def load_spec(path: str | Path, root: Path | None = None) -> StudySpec:
         storage=raw.get("storage"),
         heartbeat_s=float(raw.get("heartbeat_s", 30)),
         digest=hashlib.sha256(text.encode()).hexdigest()[:16],
+        path=str(path),
+        text=text,
     )
     check_keys_exist(spec)
     return spec

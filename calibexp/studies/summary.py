@@ -14,6 +14,19 @@ from optuna.trial import TrialState
 
 from calibexp.studies.spec import StudySpec
 
+# fANOVA importances (Hutter et al., ICML 2014) fit a random forest to the completed trials;
+# with fewer than about ten points the ranking is mostly noise, and the figure says so.
+IMPORTANCE_MIN_TRIALS = 10
+
+
+def importance_caveat(complete: int) -> str | None:
+    if complete >= IMPORTANCE_MIN_TRIALS:
+        return None
+    return (
+        f"only {complete} complete trials: importances are unreliable below "
+        f"~{IMPORTANCE_MIN_TRIALS}"
+    )
+
 
 def log_summary(client: MlflowClient, study: optuna.Study, spec: StudySpec, parent: str) -> None:
     trials = study.get_trials(deepcopy=False)
@@ -44,16 +57,23 @@ def log_summary(client: MlflowClient, study: optuna.Study, spec: StudySpec, pare
         (folder / "trials.json").write_text(
             frame.to_json(orient="records", indent=1, date_format="iso")
         )
-        for name, path in _plots(study, spec, folder).items():
+        complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        caveat = importance_caveat(complete)
+        if caveat:
+            client.set_tag(parent, "calibexp.importance_caveat", caveat)
+        for name, path in _plots(study, spec, folder, caveat).items():
             client.log_artifact(parent, str(path), "plots")
             del name
         for name in ("best_trials.json", "trials.csv", "trials.json"):
             client.log_artifact(parent, str(folder / name), "study")
 
 
-def _plots(study: optuna.Study, spec: StudySpec, folder: Path) -> dict[str, Path]:
+def _plots(
+    study: optuna.Study, spec: StudySpec, folder: Path, caveat: str | None
+) -> dict[str, Path]:
     """optuna.visualization.matplotlib's figures, as PNGs. Importances need two finished
-    trials with more than one distinct value; the Pareto front needs two objectives."""
+    trials with more than one distinct value (and carry ``caveat`` in their title); the Pareto
+    front needs two objectives."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,7 +106,10 @@ def _plots(study: optuna.Study, spec: StudySpec, folder: Path) -> dict[str, Path
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "experimental" warnings of the matplotlib backend
             axes = make()
-        figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+        first = axes.flat[0] if hasattr(axes, "flat") else axes
+        if name == "param_importances" and caveat:
+            first.set_title(f"{first.get_title()}\n({caveat})", fontsize=9)
+        figure = first.figure
         figure.set_size_inches(7, 4.5)
         figure.tight_layout()
         path = folder / f"{name}.png"

@@ -24,6 +24,7 @@ from calibexp.config import run_key
 from calibexp.errors import CalibexpError, LeaseLost
 from calibexp.sweeps.spec import Cell, SweepSpec
 from calibexp.tracking.launcher import mark_launcher
+from calibexp.tracking.ops_tags import HOST_TAG
 from calibexp.tracking.registry import Registry, worker_host
 from calibexp.tracking.run import (
     TrackedRun,
@@ -111,7 +112,7 @@ def table(client: MlflowClient, spec: SweepSpec) -> list[Row]:
             status = "GAVE_UP"
         else:
             status = run.info.status if run is not None else "-"
-        host = state.host or (run.data.tags.get("calibexp.host", "") if run is not None else "")
+        host = state.host or (run.data.tags.get(HOST_TAG, "") if run is not None else "")
         rows.append(
             Row(cell.label, run.info.run_id if run else "-", status, state.attempt, host or "-")
         )

@@ -15,7 +15,7 @@ of its own), looked up in the target experiment. What the store says about K dec
 claim is deleted at once: a deleted experiment keeps its name (until ``mlflow gc``), so it stays
 claimed but out of the UI's experiment list. No search-then-decide: that elects 2-3 winners.
 
-**Leases**: the holder of attempt n writes the tag ``calibexp.lease.<n>`` (host, pid, where,
+**Leases**: the holder of attempt n writes the tag ``calibexp.ops.lease.<n>`` (host, pid, where,
 time, beat) every ``tracking.heartbeat_s`` from a timer thread, whatever the epoch length; one
 tag per attempt, so a late write of a former holder never overwrites its successor's lease.
 Times are on the store's clock (``StoreClock``: every worker of one ``mlflow server`` reads the
@@ -54,18 +54,22 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from calibexp.errors import CalibexpError, LeaseLost
+from calibexp.tracking.ops_tags import (
+    ATTEMPT_TAG,
+    CLAIM_TOKEN_TAG,
+    FAILURES_TAG,
+    HOST_TAG,
+    LAST_WORKER_TAG,
+    PID_TAG,
+    WHERE_TAG,
+    lease_tag,
+)
 from calibexp.tracking.store import first_line, patient, store_clock, transient
 
 CLAIM_PREFIX = "calibexp-claim"
 KEY_TAG = "calibexp.registry_key"
-ATTEMPT_TAG = "calibexp.attempt"
-FAILURES_TAG = "calibexp.failures"
 FENCE_CACHE_S = 1.0  # a holder re-checks its fence at most this often (one GET)
 RETRY_BEAT_S = 1.0  # after a beat the store did not take, try again this soon
-
-
-def lease_tag(attempt: int) -> str:
-    return f"calibexp.lease.{attempt}"
 
 
 def _machine() -> str:
@@ -207,11 +211,11 @@ class Registry:
             lease = json.loads(tags[lease_tag(attempt)])
             return lease, float(lease["time"]), bool(lease.get("ended"))
         if claim is not None:
-            pid = claim.tags.get("calibexp.pid", "")
+            pid = claim.tags.get(PID_TAG, "")
             lease = {
-                "host": claim.tags.get("calibexp.host"),
+                "host": claim.tags.get(HOST_TAG),
                 "pid": int(pid) if pid.isdigit() else None,
-                "where": claim.tags.get("calibexp.where"),
+                "where": claim.tags.get(WHERE_TAG),
             }
             return lease, claim.creation_time / 1000, False
         # a run from before the registry: its status is all there is
@@ -234,7 +238,7 @@ class Registry:
         if self._writable:
             return
         try:
-            self.client.set_experiment_tag(self.experiment_id, "calibexp.last_worker", self.host)
+            self.client.set_experiment_tag(self.experiment_id, LAST_WORKER_TAG, self.host)
         except MlflowException as err:
             user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(none)")
             raise CalibexpError(
@@ -249,10 +253,10 @@ class Registry:
         self.ensure_writable()
         name = claim_name(self.experiment_id, key, attempt)
         tags = {
-            "calibexp.claim_token": self.token,
-            "calibexp.host": self.host,
-            "calibexp.pid": str(self.pid),
-            "calibexp.where": self.machine,
+            CLAIM_TOKEN_TAG: self.token,
+            HOST_TAG: self.host,
+            PID_TAG: str(self.pid),
+            WHERE_TAG: self.machine,
             "calibexp.run_key": key,
             ATTEMPT_TAG: str(attempt),
         }
@@ -263,7 +267,7 @@ class Registry:
                 raise
             # Ours if an earlier try of this very call committed before its answer was lost.
             existing = self.client.get_experiment_by_name(name)
-            if existing is None or existing.tags.get("calibexp.claim_token") != self.token:
+            if existing is None or existing.tags.get(CLAIM_TOKEN_TAG) != self.token:
                 return False
             claim_id = existing.experiment_id
         try:  # out of the UI's experiment list; the name stays taken
@@ -314,7 +318,7 @@ class Lease:
         successor = self.client.get_experiment_by_name(name)
         if successor is not None:
             self.lost = True
-            self.taken_by = successor.tags.get("calibexp.host", "another worker")
+            self.taken_by = successor.tags.get(HOST_TAG, "another worker")
             return False
         self._checked = time.monotonic()
         return True

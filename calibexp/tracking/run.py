@@ -31,9 +31,9 @@ from mlflow.tracking import MlflowClient
 from calibexp.errors import CalibexpError, EarlyStop, LeaseLost
 from calibexp.tracking.background import OrderedWorker
 from calibexp.tracking.launcher import take_launcher
+from calibexp.tracking.ops_tags import CREATE_TOKEN_TAG, HOST_TAG, PID_TAG
 from calibexp.tracking.store import first_line, open_store, patient, transient
 
-CREATE_TOKEN = "calibexp.create_token"
 MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_CALL = 100
 
@@ -71,7 +71,7 @@ class TrackedRun:
         from mlflow.tracking.context.registry import resolve_tags  # user, source, git commit
 
         token = uuid.uuid4().hex
-        tags = resolve_tags({**tags, CREATE_TOKEN: token})
+        tags = resolve_tags({**tags, CREATE_TOKEN_TAG: token})
         raw = getattr(client, "raw", client)
         deadline = time.monotonic() + getattr(client, "timeout_s", 0)
         while True:
@@ -82,7 +82,7 @@ class TrackedRun:
                 if not transient(err) or time.monotonic() > deadline:
                     raise
             time.sleep(2)
-            made = client.search_runs([experiment_id], f"tags.`{CREATE_TOKEN}` = '{token}'")
+            made = client.search_runs([experiment_id], f"tags.`{CREATE_TOKEN_TAG}` = '{token}'")
             if made:
                 return cls(client, made[0].info.run_id)
 
@@ -144,6 +144,10 @@ class TrackedRun:
         for i in range(0, len(items), MAX_PARAMS_PER_CALL):
             batch = items[i : i + MAX_PARAMS_PER_CALL]
             self._fenced(lambda b=batch: self.raw.log_batch(self.run_id, params=b))
+
+    def log_dataset(self, dataset: Any) -> None:
+        """Record ``dataset`` (an ``mlflow.entities.DatasetInput``) as the run's input."""
+        self._fenced(lambda: self.raw.log_inputs(self.run_id, datasets=[dataset]))
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         items = [RunTag(k, str(v)) for k, v in tags.items()]
@@ -239,16 +243,15 @@ class TrackedRun:
         path.write_bytes(figure_png(build()))
         self._upload(path, artifact_path)
 
-    def log_image_series(self, build: Callable[[], Any], key: str, step: int) -> None:
-        """Queue ``build()`` to be drawn into the step-indexed image series ``key``
-        (``MlflowClient.log_image(key=, step=)``: the UI shows it as a slider over steps)."""
-        self.worker.submit(self._draw_and_log_image, build, key, step)
+    def log_image_series(self, render: Callable[[], Any], key: str, step: int) -> None:
+        """Queue ``render()`` (an RGB uint8 array) to be drawn into the step-indexed image series
+        ``key`` (``MlflowClient.log_image(key=, step=)``: the UI shows it as a slider over
+        steps)."""
+        self.worker.submit(self._draw_and_log_image, render, key, step)
 
-    def _draw_and_log_image(self, build: Callable[[], Any], key: str, step: int) -> None:
-        from calibexp.plots import figure_pixels
-
+    def _draw_and_log_image(self, render: Callable[[], Any], key: str, step: int) -> None:
         try:
-            pixels = figure_pixels(build())
+            pixels = render()
             self._fenced(
                 lambda: self.raw.log_image(
                     self.run_id, pixels, key=key, step=step, synchronous=True
@@ -330,22 +333,32 @@ def get_run(client: MlflowClient, run_id: str) -> Any:
         raise
 
 
+# MLflow 3's UI opens an experiment on the page its kind names; one without the tag opens on the
+# GenAI traces page. Classifier training belongs on the run table.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_id_for(client: MlflowClient, default_name: str) -> str:
     """The experiment MLflow was told to use (``MLFLOW_EXPERIMENT_ID`` / ``MLFLOW_EXPERIMENT_NAME``,
-    as ``mlflow run --experiment-name`` sets them), else ``default_name``, created if needed."""
+    as ``mlflow run --experiment-name`` sets them), else ``default_name``, created if needed;
+    either way of the kind whose UI opens on the run table (``EXPERIMENT_KIND``), unless the
+    user gave it another."""
     if os.environ.get("MLFLOW_EXPERIMENT_ID"):
-        return os.environ["MLFLOW_EXPERIMENT_ID"]
-    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or default_name
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name)
-    except MlflowException:
+        experiment = client.get_experiment(os.environ["MLFLOW_EXPERIMENT_ID"])
+    else:
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or default_name
         experiment = client.get_experiment_by_name(name)
-        if experiment is None:  # not a concurrent creation: the store refused
-            raise
-        return experiment.experiment_id  # created by a concurrent worker in between
+        if experiment is None:
+            try:
+                return client.create_experiment(name, tags=EXPERIMENT_KIND)
+            except MlflowException:
+                experiment = client.get_experiment_by_name(name)
+                if experiment is None:  # not a concurrent creation: the store refused
+                    raise
+    ((key, kind),) = EXPERIMENT_KIND.items()
+    if key not in experiment.tags:  # made by `mlflow run` or by hand
+        client.set_experiment_tag(experiment.experiment_id, key, kind)
+    return experiment.experiment_id
 
 
 def _local_artifact_dir(client: MlflowClient, run_id: str) -> Path | None:
@@ -360,12 +373,14 @@ def host_tags() -> dict[str, str]:
     """Who runs this (``CALIBEXP_HOST`` or the host name, and the process)."""
     from calibexp.tracking.registry import worker_host
 
-    return {"calibexp.host": worker_host(), "calibexp.pid": str(os.getpid())}
+    return {HOST_TAG: worker_host(), PID_TAG: str(os.getpid())}
 
 
 def terminal_status(exc: BaseException | None) -> str:
-    if exc is None:
+    """FINISHED for a run that did what was asked, pruned by its study (``EarlyStop``) included;
+    KILLED for one stopped from outside; FAILED for one that broke."""
+    if exc is None or isinstance(exc, EarlyStop):
         return RunStatus.to_string(RunStatus.FINISHED)
-    if isinstance(exc, (KeyboardInterrupt, EarlyStop, LeaseLost)):
+    if isinstance(exc, (KeyboardInterrupt, LeaseLost)):
         return RunStatus.to_string(RunStatus.KILLED)
     return RunStatus.to_string(RunStatus.FAILED)

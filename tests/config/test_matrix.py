@@ -52,7 +52,12 @@ def test_an_alias_is_its_target_run(alias, target):
         model = entry["models"][0]
         a = load_config(CONFIGS / dataset / model / f"{alias}.yaml")
         b = load_config(CONFIGS / dataset / model / f"{target}.yaml")
-        assert to_dict(a) == to_dict(b) and run_key(a) == run_key(b)
+        assert run_key(a) == run_key(b)
+        # the same config in every leaf but the file it says it came from
+        assert a.tracking.config != b.tracking.config
+        a_leaves, b_leaves = to_dict(a), to_dict(b)
+        a_leaves["tracking"].pop("config"), b_leaves["tracking"].pop("config")
+        assert a_leaves == b_leaves
 
 
 def test_the_label_smoothing_conventions_are_two_names():
@@ -126,8 +131,15 @@ def test_several_config_files_compose_one_run():
         spaced.data == load_config(ROOT / "configs/demo.yaml").data
     )  # the rest from the first file
     # a component whose name changes is replaced, not merged: no stray gamma from focal
-    back = load_config([demo, focal, CONFIGS / "_base_/losses/ce.yaml"])
-    assert to_dict(back) == to_dict(load_config(ROOT / "configs/demo.yaml"))
+    ce = CONFIGS / "_base_/losses/ce.yaml"
+    back, plain = to_dict(load_config([demo, focal, ce])), to_dict(load_config(demo))
+    # every leaf alike, except the record of which files the run was loaded from (each
+    # relative to the project folder, whatever path was given)
+    assert back["tracking"].pop("config") == (
+        "configs/demo.yaml configs/_base_/losses/focal.yaml configs/_base_/losses/ce.yaml"
+    )
+    assert plain["tracking"].pop("config") == "configs/demo.yaml"
+    assert back == plain
 
 
 def test_a_wildcard_matches_each_configuration_once():

@@ -19,7 +19,7 @@ from calibexp.config import config_from_dict, flatten, load_config, run_key
 from calibexp.metrics import CALIBRATORS, fit_temperature, metric_suite
 from calibexp.metrics.suite import suite_keys
 from calibexp.plots import prepare_reliability
-from calibexp.plots.reliability import DPI, PANEL_SIZE
+from calibexp.plots.reliability import DPI, figure_size
 from tests.support import ROOT, mlflow_run, png_size, run_id_from
 
 pytestmark = pytest.mark.slow
@@ -143,16 +143,20 @@ def test_val_suite_of_the_last_epoch_recomputes_from_the_logged_logits(demo):
 
 def test_reliability_diagrams_at_the_end(demo):
     _, _, files, _ = demo
-    panel = round(PANEL_SIZE[0] * DPI)
+
+    def pixels(n_panels: int, suptitle: bool = False) -> tuple[int, int]:
+        width, height = figure_size(n_panels, suptitle)
+        return int(width * DPI + 1e-6), int(height * DPI + 1e-6)  # as Agg truncates
+
     for split in ("test", "test_ts", "test_ts_grid"):
-        assert png_size(files / f"plots/reliability_{split}.png")[0] == panel
+        assert png_size(files / f"plots/reliability_{split}.png") == pixels(1)
         table = json.loads((files / f"tables/reliability_{split}.json").read_text())
         assert sum(table["counts"]) == 450 and len(table["edges"]) == 16
         assert len(table["smooth"]["mesh"]) == 200
-    # before | after temperature | after the ECE grid, side by side
-    assert png_size(files / "plots/reliability_test_before_after.png")[0] == 3 * panel
-    # the evolution: 5 epochs of the 20, first and last among them
-    assert png_size(files / "plots/reliability_val_evolution.png")[0] == 5 * panel
+    # before, after temperature, after the ECE grid: a grid two across (2 x 2, one cell empty)
+    assert png_size(files / "plots/reliability_test_before_after.png") == pixels(3)
+    # the evolution: 5 epochs of the 20, first and last among them, in 3 rows of 2
+    assert png_size(files / "plots/reliability_val_evolution.png") == pixels(5, suptitle=True)
 
 
 def test_val_diagram_per_epoch_as_an_image_series(demo):
@@ -164,10 +168,8 @@ def test_val_diagram_per_epoch_as_an_image_series(demo):
     assert all(n.startswith("reliability~val+step+") for n in pngs)
     assert len([n for n in names if n.endswith(".webp")]) == EPOCHS  # the UI's thumbnails
     assert run.data.tags["mlflow.loggedImages"] == "True"
-    assert png_size(files / "images" / pngs[0]) == (
-        round(PANEL_SIZE[0] * DPI),
-        round(PANEL_SIZE[1] * DPI),
-    )
+    width, height = figure_size(1)
+    assert png_size(files / "images" / pngs[0]) == (int(width * DPI), int(height * DPI))
     tables = sorted(p.name for p in (files / "tables/reliability_val").iterdir())
     assert tables == [f"epoch_{e:04d}.json" for e in range(EPOCHS)]
     # the last epoch's table is the diagram of the logged final val logits

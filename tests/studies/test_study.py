@@ -44,14 +44,27 @@ def test_smoke_study_through_mlflow_run(tracking_store, tmp_path):
     assert run.data.tags["calibexp.study"] == "smoke"
     assert run.data.tags["calibexp.spec_digest"] == spec.digest
     assert run.data.tags["mlflow.project.entryPoint"] == "study"  # the launched run is the parent
+    assert run.info.run_name == "study-smoke"
+    # the parent holds the spec: its file, the space, the objective, sampler, pruner, budget
+    assert run.data.params["study.objectives"] == "val/nll (minimize)"
+    assert run.data.params["space.optim.lr"] == "float [0.005, 0.5] log"
+    assert run.data.params["space.loss.gamma"] == "float [0, 5]"
+    assert run.data.params["study.pruner"].startswith("median(n_startup_trials=4")
+    assert run.data.params["study.n_trials"] == str(spec.n_trials)
+    logged_spec = client.download_artifacts(parent, "study/spec.yaml", str(tmp_path))
+    assert Path(logged_spec).read_text() == SMOKE.read_text()
+    # optuna-dashboard: the objective has its name, and the storage holds one study
+    assert study.metric_names == ["val/nll"]
+    assert optuna.get_all_study_names(f"sqlite:///{tmp_path}/optuna.db") == ["smoke"]
     trials = [t for t in study.trials if t.state.is_finished()]
     assert len(trials) == spec.n_trials == len({t.number for t in trials})
     runs = {r.data.tags["optuna.trial_number"]: r for r in children(client, parent)}
     assert sorted(map(int, runs)) == [t.number for t in trials]  # one child run per trial
-    states = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}
+    states = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED"}
     for trial in trials:
         child = runs[str(trial.number)]
         assert child.data.tags["calibexp.trial_state"] == trial.state.name
+        assert child.info.run_name == f"smoke-t{trial.number}"
         assert child.info.status == states[trial.state.name]
         for key, value in trial.params.items():
             assert float(child.data.params[key]) == pytest.approx(value), key
@@ -65,6 +78,11 @@ def test_smoke_study_through_mlflow_run(tracking_store, tmp_path):
                 client.get_run(child.info.run_id).data.metrics["val/nll"]
             )
     assert any(t.state.name == "PRUNED" for t in trials)
+    complete = sum(t.state.name == "COMPLETE" for t in trials)
+    assert complete < 10  # the smoke study is too small for importances to mean much
+    assert run.data.tags["calibexp.importance_caveat"] == (
+        f"only {complete} complete trials: importances are unreliable below ~10"
+    )
     best = study.best_trial
     assert run.data.tags["calibexp.best_run_id"] == best.user_attrs["mlflow_run_id"]
     assert run.data.metrics["best/val/nll"] == pytest.approx(best.value)

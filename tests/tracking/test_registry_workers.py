@@ -212,7 +212,7 @@ def test_a_killed_workers_run_is_resumed_by_another_machine(server, tmp_path, ch
     assert ("from its start" in b_out) == (checkpoint_every_s == 1000)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.tags[ATTEMPT_TAG] == "2" and run.data.tags["calibexp.host"] == "b"
+    assert run.data.tags[ATTEMPT_TAG] == "2" and run.data.tags["calibexp.ops.host"] == "b"
     assert json.loads(run.data.tags[lease_tag(2)])["host"] == "b"
     assert_each_epoch_once(client, run_id, 8)
 
@@ -339,5 +339,5 @@ def test_sixteen_claimants_fifty_keys_one_winner_each(server, tmp_path):
     for host, won in wins.items():
         for key in won:  # the store agrees on who won
             claim = client.get_experiment_by_name(claim_name(experiment, key, 1))
-            assert claim.tags["calibexp.host"] == host and claim.lifecycle_stage == "deleted"
+            assert claim.tags["calibexp.ops.host"] == host and claim.lifecycle_stage == "deleted"
     assert len({h for h, won in wins.items() if won}) > 1  # a real race, not one fast worker
