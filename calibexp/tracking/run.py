@@ -32,7 +32,7 @@ from calibexp.errors import CalibexpError, EarlyStop, LeaseLost
 from calibexp.tracking.background import OrderedWorker
 from calibexp.tracking.launcher import take_launcher
 from calibexp.tracking.ops_tags import CREATE_TOKEN_TAG, HOST_TAG, PID_TAG
-from calibexp.tracking.store import first_line, open_store, patient, transient
+from calibexp.tracking.store import first_line, open_store, patient, permission_denied, transient
 
 MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_CALL = 100
@@ -357,7 +357,13 @@ def experiment_id_for(client: MlflowClient, default_name: str) -> str:
                     raise
     ((key, kind),) = EXPERIMENT_KIND.items()
     if key not in experiment.tags:  # made by `mlflow run` or by hand
-        client.set_experiment_tag(experiment.experiment_id, key, kind)
+        try:
+            client.set_experiment_tag(experiment.experiment_id, key, kind)
+        except MlflowException as err:
+            # The tag only picks the UI's landing page. A user without EDIT permission goes
+            # on to the registry, whose claim refuses it with the line naming that permission.
+            if not permission_denied(err):
+                raise
     return experiment.experiment_id
 
 

@@ -121,6 +121,11 @@ def _probe_network(uri: str) -> None:
         ) from None
 
 
+def permission_denied(err: MlflowException) -> bool:
+    """The server refused this user (HTTP 403), as opposed to being away or wrong."""
+    return "403" in str(err) or err.error_code == "PERMISSION_DENIED"
+
+
 def _explain(uri: str, err: MlflowException) -> str:
     text = str(err)
     if "401" in text or err.error_code == "UNAUTHENTICATED":
@@ -128,7 +133,7 @@ def _explain(uri: str, err: MlflowException) -> str:
             f"the MLflow server {redact(uri)} requires a login (HTTP 401); set "
             "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
         )
-    if "403" in text or err.error_code == "PERMISSION_DENIED":
+    if permission_denied(err):
         user = os.environ.get("MLFLOW_TRACKING_USERNAME", "?")
         return (
             f"the MLflow server {redact(uri)} refused user '{user}' (HTTP 403): {first_line(err)}"
