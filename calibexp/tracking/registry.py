@@ -179,7 +179,10 @@ class Registry:
         lease, last, ended = self._last_sign_of_life(run, claim, attempt)
         age = None if last is None else self.clock.now() - last
         state = KeyState("dead", attempt, run, lease.get("host"), age, _failures_of(run))
-        if not ended and last is not None and not self._dead_here(lease):
+        # A holder ends its lease, then its run: an ended lease on a run still RUNNING is a
+        # holder writing its last status (``TrackedRun.finish``), held until it goes stale.
+        ending = ended and run is not None and run.info.status == "RUNNING"
+        if (not ended or ending) and last is not None and not self._dead_here(lease):
             # After an outage this worker saw, nobody could renew: judge leases by the time
             # since the store came back, not by what could not be written.
             since_back = self.client_up_for()

@@ -103,6 +103,12 @@ def test_the_state_of_a_key(registry):
     client.set_tag(run_id, lease_tag(1), lease(registry, pid=dead_pid(), where="other"))
     assert registry.state(run).kind == "held"
 
+    # its holder ended the lease and is writing the run's status: held until that lands,
+    # dead if it never does (the holder died in between)
+    client.set_tag(run_id, lease_tag(1), lease(registry, host="elsewhere", ended=True))
+    assert registry.state(run).kind == "held"
+    client.set_tag(run_id, lease_tag(1), lease(registry, host="elsewhere", ended=True, time=0))
+    assert registry.state(run).kind == "dead"
     # FAILED by mlflow run under a live holder (lease fresh, not ended): still held
     client.set_tag(run_id, lease_tag(1), lease(registry, host="elsewhere", pid=1))
     client.set_terminated(run_id, "FAILED")
