@@ -14,6 +14,17 @@ by frame as each epoch ends instead of all at the final flush). Both over target
 val diagrams still costs the one tracking thread ~32 ms to render and ~29 ms in
 ``MlflowClient.log_image`` (PNG, webp thumbnail, store write), ~1.2 s of a 9.5 s run, on the
 same 2 cores and GIL as training.
+
+Why the rest is hard here (measured 2026-12-03, same VM): with tracking off the demo keeps 1.98
+of the 2 cores busy (torch's 2 OpenMP threads, libgomp spin-waiting; OMP_WAIT_POLICY=PASSIVE
+uses 1.55 cores but trains 15-25% slower), so any tracking work is taken from training. With
+``eval.diagram_every=0`` the whole-run ratio is within noise of 1.0 (medians 7.27 s on,
+7.5 s off over 4 paired rounds): the diagrams are the whole overhead. A frame is ~20 ms of
+matplotlib (half of it text, under the GIL) and ~20 ms of ``log_image`` (PNG at zlib level 6
+~8.5 ms, webp thumbnail ~6.5 ms, a tag write per image); a smaller ``sys.setswitchinterval``
+gains little (1.139 vs 1.175). A spawned drawing process costs ~0.65 s of CPU to import
+matplotlib, more than it saves unless started while the command imports torch. Run-to-run
+noise on this VM is +-15%: compare medians of several paired rounds.
 """
 
 from __future__ import annotations
