@@ -54,7 +54,8 @@ class TimedRecorder:
         self.last = now
 
 
-def one_round(cfg, tracked: bool) -> tuple[list[float], float]:
+def one_round(cfg, tracked: bool) -> tuple[list[float], float, int]:
+    from calibexp.diagrams import VAL_SERIES
     from calibexp.parts import build_parts
     from calibexp.run import run_tags
     from calibexp.tracking.recorder import EpochRecorder, NoRecorder
@@ -68,23 +69,24 @@ def one_round(cfg, tracked: bool) -> tuple[list[float], float]:
         run = TrackedRun.create(
             client, experiment_id_for(client, "benchmark"), None, run_tags(cfg, parts.data)
         )
-        inner = EpochRecorder(
-            run, cfg.tracking.flush_every_s, cfg.tracking.checkpoint_every_s, cfg.train.epochs
-        )
+        inner = EpochRecorder.for_config(run, cfg)
     else:
         inner = NoRecorder()
     start = time.perf_counter()
     recorder = TimedRecorder(inner, start)
     fit(parts, recorder, 0, BestSoFar(cfg.eval.best_mode))
+    frames = 0
     if run is not None:
         run.finish("FINISHED")  # drains the queue: counted in the total below
     total = time.perf_counter() - start
-    return recorder.times[1:], total  # epoch 1 carries one-off warm-up
+    if run is not None:
+        frames = len(run.image_steps(VAL_SERIES))
+    return recorder.times[1:], total, frames  # epoch 1 carries one-off warm-up
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="calibexp-bench-")
@@ -96,11 +98,13 @@ def main() -> None:
     cfg = load_config(ROOT / "configs/demo.yaml", ["train.progress=false", *args.overrides])
     times = {False: [], True: []}
     totals = {False: [], True: []}
+    frames = []
     for _ in range(args.rounds):
         for tracked in (False, True):
-            epoch_times, total = one_round(cfg, tracked)
+            epoch_times, total, drawn = one_round(cfg, tracked)
             times[tracked] += epoch_times
             totals[tracked].append(total)
+        frames.append(drawn)
     sys.stdout = sys.__stdout__
     off, on = statistics.median(times[False]), statistics.median(times[True])
     import torch
@@ -116,6 +120,16 @@ def main() -> None:
         f"ratio on/off (whole run incl. final flush, median): "
         f"{statistics.median(totals[True]) / statistics.median(totals[False]):.3f}"
         "   target <= 1.05"
+    )
+    paired = [on / off for on, off in zip(totals[True], totals[False])]
+    print(
+        f"ratio on/off (whole run, median of the {args.rounds} paired rounds): "
+        f"{statistics.median(paired):.3f}"
+    )
+    print(
+        f"val diagram frames drawn per tracked run: {frames} of "
+        f"{len(cfg.eval.diagram_epochs(cfg.train.epochs))} diagram epochs "
+        f"(eval.diagram_budget={cfg.eval.diagram_budget})"
     )
 
 

@@ -69,9 +69,14 @@ class EvalConfig:
     test_checkpoint: TestCheckpoint = "last"  # the weights evaluated once on test
     val_every: int = 1  # the metric suite on val every N epochs (and always after the last)
     # A val reliability diagram every N val-evaluated epochs (from the first, and the last),
-    # logged as the step-indexed image series reliability/val; 0 = none. Each is ~0.15 s of
-    # drawing, done on the tracking thread.
+    # logged as the step-indexed image series reliability/val; 0 = none. Each is ~30-40 ms of
+    # drawing and storing, done on the tracking thread.
     diagram_every: int = 1
+    # The share of training wall time the val image series may take on the tracking thread
+    # (calibexp.diagrams.FrameBudget; a frame is over 10% of a 0.27 s demo epoch on 2 CPU
+    # cores): a frame due when more has been spent is left out, its table still logged; the
+    # first and the last are always drawn. null = every diagram epoch.
+    diagram_budget: Optional[float] = 0.02
     evolution_epochs: list[int] = field(default_factory=list)  # [] = up to 5, evenly spread
     # Post-hoc calibrators fitted on val; each logs test_<split>/... and <split>/temperature.
     calibrators: list[str] = field(default_factory=lambda: ["temperature", "temperature_grid_ece"])
@@ -85,6 +90,12 @@ class EvalConfig:
             "eval.diagram_every",
             self.diagram_every,
             "an integer >= 0 (0 = no per-epoch diagrams)",
+        )
+        require(
+            self.diagram_budget is None or self.diagram_budget > 0,
+            "eval.diagram_budget",
+            self.diagram_budget,
+            "a fraction > 0 of training time, or null (draw every diagram epoch)",
         )
         require(
             all(e >= 0 for e in self.evolution_epochs),
@@ -203,6 +214,7 @@ NON_SEMANTIC = (
     "train.progress",
     "eval.batch_size",
     "eval.diagram_every",
+    "eval.diagram_budget",
     "eval.evolution_epochs",
     "tracking",
 )
@@ -214,6 +226,7 @@ MACHINE_KEYS = (
     "device",
     "train.progress",
     "eval.batch_size",
+    "eval.diagram_budget",
     "tracking",
 )
 

@@ -3,7 +3,10 @@
 - Every diagram epoch (``eval.diagram_every``): the val diagram as one step of the image series
   ``reliability/val`` (step = the 0-based epoch index) and its data as
   ``tables/reliability_val/epoch_NNNN.json``, queued as the epoch ends so it is drawn on the
-  tracking thread while the next epoch trains, frame by frame (``ReliabilityFrames``).
+  tracking thread while the next epoch trains, frame by frame (``ReliabilityFrames``). Within
+  ``eval.diagram_budget`` (``FrameBudget``): where epochs are much shorter than a frame, the
+  series is thinned so drawing never slows training by more than that share; the tables are
+  all logged, so any left-out frame can still be drawn from its table.
 - At the end of training: ``plots/reliability_val_evolution.png``, the val diagrams of chosen
   epochs in a grid (``eval.evolution_epochs``, or up to 5 spread evenly), drawn from the logged
   tables, so a resumed run draws it the same way as an uninterrupted one.
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,12 +36,38 @@ def epoch_title(epoch: int, epochs: int) -> str:
     return f"val after epoch {epoch + 1}/{epochs} (step {epoch}, 0-based)"
 
 
+class FrameBudget:
+    """A series' frames may take ``share`` of the wall time since the series began: a frame is
+    drawn while the time spent drawing and storing the earlier ones is at most
+    ``share`` × elapsed (so the first always is), and always when it is the last; ``share``
+    None draws every frame.
+
+    Why a budget and not a cheaper frame: on a machine whose cores training keeps busy every
+    millisecond of drawing is taken from training, and a frame (~20 ms of matplotlib, ~20 ms
+    of ``MlflowClient.log_image``'s PNG, webp thumbnail and store write on 2 CPU cores) is 10%
+    of a 0.4 s demo epoch but 0.1% of a 30 s CIFAR epoch, whose every frame is drawn. TensorBoard
+    likewise keeps a sample of an image series, not every step."""
+
+    def __init__(self, share: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.share, self.clock = share, clock
+        self.start, self.spent = clock(), 0.0
+
+    def allows(self, last: bool = False) -> bool:
+        if self.share is None or last:
+            return True
+        return self.spent <= self.share * (self.clock() - self.start)
+
+    def charge(self, seconds: float) -> None:
+        self.spent += seconds
+
+
 class ValDiagrams:
     """The val image series of one run: each epoch's diagram and its table, once per step."""
 
-    def __init__(self, run: Any, epochs: int) -> None:
+    def __init__(self, run: Any, epochs: int, budget: float | None) -> None:
         self.run, self.epochs = run, epochs
         self.frames = ReliabilityFrames()  # used on the tracking thread only
+        self.budget = FrameBudget(budget)  # read and charged on the tracking thread only
 
     def log(self, epoch: int, data: dict[str, Any]) -> None:
         if epoch in self.run.drawn:  # stored before a resume: not twice
@@ -48,6 +79,8 @@ class ValDiagrams:
             ),
             VAL_SERIES,
             epoch,
+            self.budget,
+            last=epoch == self.epochs - 1,
         )
         self.run.drawn.add(epoch)
 

@@ -372,9 +372,7 @@ def _train_and_evaluate(
         for epoch, metrics in sorted(checkpoint["pending_metrics"].items()):
             run.log_epoch(metrics, epoch, stamps.get(epoch))
         run.logged_through = max(run.logged_through, checkpoint["epoch"])
-    recorder = EpochRecorder(
-        run, cfg.tracking.flush_every_s, cfg.tracking.checkpoint_every_s, cfg.train.epochs
-    )
+    recorder = EpochRecorder.for_config(run, cfg)
     fit(parts, recorder, start, best, trial.after_epoch if trial else None)
     log_evolution(run, cfg.eval.evolution_epochs, cfg.train.epochs)
     if trial is not None:  # test is evaluated once, after the search, never inside it

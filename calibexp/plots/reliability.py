@@ -36,6 +36,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from calibexp.metrics.calibration import equal_width_bins
 from calibexp.metrics.predictions import Predictions
@@ -153,6 +154,11 @@ class ReliabilityPanel:
         (self.curve,) = top.plot([], [], color=SMOOTH, linewidth=2.0)
         top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
         bottom.set_yscale("log")
+        # Plain "1", "10", "100" instead of the log axis's default "$10^{2}$": that one label
+        # would build matplotlib's mathtext parser, ~0.23 s once per process and 2/3 of the
+        # first diagram's drawing time (tests/plots/test_reliability.py).
+        bottom.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        bottom.yaxis.set_minor_formatter(NullFormatter())
         self.histogram = bottom.bar(
             left,
             np.ones(bins),

@@ -17,7 +17,8 @@ checkpoint's epoch; the epochs already in the store are not logged a second time
 at the flush, so the tracking thread draws it while the next epoch trains (20 diagrams drawn at
 a final flush made a 7 s demo run 1.5x slower); the worker is ordered, so every diagram of the
 epochs a checkpoint covers is stored before that checkpoint, and a resume skips the steps
-already stored (``TrackedRun.drawn``).
+already stored (``TrackedRun.drawn``). Frames beyond ``eval.diagram_budget`` of the training
+time are left out (``calibexp.diagrams.FrameBudget``).
 ``NoRecorder`` is the same loop with tracking off (for benchmarks).
 """
 
@@ -34,7 +35,12 @@ from calibexp.tracking.run import TrackedRun
 
 class EpochRecorder:
     def __init__(
-        self, run: TrackedRun, flush_every_s: float, checkpoint_every_s: float, epochs: int
+        self,
+        run: TrackedRun,
+        flush_every_s: float,
+        checkpoint_every_s: float,
+        epochs: int,
+        diagram_budget: float | None,
     ) -> None:
         self.run = run
         self.flush_every_s = flush_every_s
@@ -42,9 +48,21 @@ class EpochRecorder:
         self.epochs = epochs
         self.pending: dict[int, dict[str, float]] = {}  # epoch -> metrics, not logged yet
         self.stamps: dict[int, int] = {}  # epoch -> its metrics' timestamp (ms), fixed once
-        self.diagrams = ValDiagrams(run, epochs)
+        self.diagrams = ValDiagrams(run, epochs, diagram_budget)
         self.best: dict[str, Any] | None = None  # a best epoch's weights, not written yet
         self.last_flush = self.last_checkpoint = time.monotonic()
+
+    @classmethod
+    def for_config(cls, run: TrackedRun, cfg: Any) -> "EpochRecorder":
+        """The recorder an ``ExperimentConfig``'s tracking and eval sections ask for."""
+        tracking = cfg.tracking
+        return cls(
+            run,
+            tracking.flush_every_s,
+            tracking.checkpoint_every_s,
+            cfg.train.epochs,
+            cfg.eval.diagram_budget,
+        )
 
     def end_epoch(
         self,

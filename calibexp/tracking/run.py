@@ -243,13 +243,26 @@ class TrackedRun:
         path.write_bytes(figure_png(build()))
         self._upload(path, artifact_path)
 
-    def log_image_series(self, render: Callable[[], Any], key: str, step: int) -> None:
+    def log_image_series(
+        self,
+        render: Callable[[], Any],
+        key: str,
+        step: int,
+        budget: Any = None,
+        last: bool = False,
+    ) -> None:
         """Queue ``render()`` (an RGB uint8 array) to be drawn into the step-indexed image series
         ``key`` (``MlflowClient.log_image(key=, step=)``: the UI shows it as a slider over
-        steps)."""
-        self.worker.submit(self._draw_and_log_image, render, key, step)
+        steps). With a ``budget`` (``calibexp.diagrams.FrameBudget``), the frame is drawn only
+        if the budget ``allows(last)`` it when its turn comes, and its time is charged to it."""
+        self.worker.submit(self._draw_and_log_image, render, key, step, budget, last)
 
-    def _draw_and_log_image(self, render: Callable[[], Any], key: str, step: int) -> None:
+    def _draw_and_log_image(
+        self, render: Callable[[], Any], key: str, step: int, budget: Any, last: bool
+    ) -> None:
+        if budget is not None and not budget.allows(last):
+            return
+        began = time.monotonic()
         try:
             pixels = render()
             self._fenced(
@@ -262,6 +275,8 @@ class TrackedRun:
                 f"cannot log image {key} step {step}: {first_line(err)}; "
                 "point the experiment's artifact location at a writable place"
             ) from None
+        if budget is not None:
+            budget.charge(time.monotonic() - began)
 
     def image_steps(self, key: str) -> set[int]:
         """The steps of the image series ``key`` already in the store."""

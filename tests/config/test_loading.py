@@ -180,6 +180,7 @@ def test_wrong_type_names_key_value_and_expected_type(override, message):
         ("optim.momentum=-0.5", "config key 'optim.momentum': got -0.5, expected >= 0"),
         ("eval.val_every=0", "config key 'eval.val_every': got 0, expected an integer >= 1"),
         ("eval.diagram_every=-1", "'eval.diagram_every': got -1, expected an integer >= 0"),
+        ("eval.diagram_budget=0", "'eval.diagram_budget': got 0.0, expected a fraction > 0"),
         (
             "eval.evolution_epochs=[25]",
             "'eval.evolution_epochs': got [25], expected epochs that draw a val diagram ([0, 1, 2",
@@ -245,6 +246,7 @@ def test_run_key_ignores_how_a_run_is_carried_out():
                     "tracking.run_name=other",
                     "eval.batch_size=7",
                     "eval.diagram_every=3",
+                    "eval.diagram_budget=0.5",
                     "eval.evolution_epochs=[0,3]",
                 ],
             )

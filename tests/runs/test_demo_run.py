@@ -164,9 +164,12 @@ def test_val_diagram_per_epoch_as_an_image_series(demo):
     names = [Path(a.path).name for a in client.list_artifacts(run.info.run_id, "images")]
     pngs = [n for n in names if n.endswith(".png")]
     steps = sorted(int(n.split("+step+")[1].split("+")[0]) for n in pngs)
-    assert steps == list(range(EPOCHS))  # one image per epoch, each once
+    # Within eval.diagram_budget (2% of training time): on these short epochs a sample of the
+    # steps, always the first and the last, each once (tests/runs/test_eval_schedule.py)
+    assert steps[0] == 0 and steps[-1] == EPOCHS - 1
+    assert len(set(steps)) == len(steps) and set(steps) <= set(range(EPOCHS))
     assert all(n.startswith("reliability~val+step+") for n in pngs)
-    assert len([n for n in names if n.endswith(".webp")]) == EPOCHS  # the UI's thumbnails
+    assert len([n for n in names if n.endswith(".webp")]) == len(pngs)  # the UI's thumbnails
     assert run.data.tags["mlflow.loggedImages"] == "True"
     width, height = figure_size(1)
     assert png_size(files / "images" / pngs[0]) == (int(width * DPI), int(height * DPI))

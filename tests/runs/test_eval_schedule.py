@@ -1,4 +1,5 @@
-"""What ``eval.val_every``, ``eval.diagram_every`` and ``eval.evolution_epochs`` change in a run,
+"""What ``eval.val_every``, ``eval.diagram_every``, ``eval.diagram_budget`` and
+``eval.evolution_epochs`` change in a run,
 read back through ``MlflowClient``."""
 
 from __future__ import annotations
@@ -46,7 +47,12 @@ def test_val_every_and_no_diagrams(tracking_store):
 def test_diagram_every_and_chosen_evolution_epochs(tracking_store, tmp_path):
     cfg = load_config(
         ROOT / "configs/demo.yaml",
-        [*FIVE_EPOCHS, "eval.diagram_every=2", "eval.evolution_epochs=[4,0]"],
+        [
+            *FIVE_EPOCHS,
+            "eval.diagram_every=2",
+            "eval.diagram_budget=null",
+            "eval.evolution_epochs=[4,0]",
+        ],
     )
     run_id = run_experiment(cfg).run_id
     client = MlflowClient(tracking_store)
@@ -54,3 +60,17 @@ def test_diagram_every_and_chosen_evolution_epochs(tracking_store, tmp_path):
     assert image_steps(client, run_id) == [0, 2, 4]
     local = Path(client.download_artifacts(run_id, EVOLUTION, str(tmp_path)))
     assert png_size(local)[0] == 2 * round(PANEL_SIZE[0] * DPI)  # the two chosen epochs
+
+
+def test_a_spent_diagram_budget_leaves_out_the_middle_frames_but_no_table(tracking_store):
+    # A budget no frame fits in: the first frame (nothing spent yet) and the last (always) are
+    # drawn, the three between are not; every epoch's table is logged all the same.
+    cfg = load_config(ROOT / "configs/demo.yaml", [*FIVE_EPOCHS, "eval.diagram_budget=1e-9"])
+    run_id = run_experiment(cfg).run_id
+    client = MlflowClient(tracking_store)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert image_steps(client, run_id) == [0, 4]
+    tables = [Path(a.path).name for a in client.list_artifacts(run_id, "tables/reliability_val")]
+    assert tables == [f"epoch_{e:04d}.json" for e in range(5)]
+    plots = [a.path for a in client.list_artifacts(run_id, "plots")]
+    assert EVOLUTION in plots  # drawn from the tables, so it still shows the chosen epochs

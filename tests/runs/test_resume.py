@@ -26,6 +26,7 @@ OVERRIDES = [
     "tracking.flush_every_s=0",
     "tracking.checkpoint_every_s=0",
     "schedule.milestones=[3]",
+    "eval.diagram_budget=null",  # every epoch's frame, so the image series can be compared
 ]
 PER_EPOCH = ["train/loss", "train/acc", "val/acc", "val/nll", "val/ece_15", "val/brier", "lr"]
 
