@@ -77,12 +77,10 @@ def one_round(cfg, tracked: bool) -> tuple[list[float], float, int]:
     start = time.perf_counter()
     recorder = TimedRecorder(inner, start)
     fit(parts, recorder, 0, BestSoFar(cfg.eval.best_mode))
-    frames = 0
     if run is not None:
         run.finish("FINISHED")  # drains the queue: counted in the total below
     total = time.perf_counter() - start
-    if run is not None:
-        frames = len(run.image_steps(VAL_SERIES))
+    frames = len(run.image_steps(VAL_SERIES)) if run is not None else 0
     return recorder.times[1:], total, frames  # epoch 1 carries one-off warm-up
 
 

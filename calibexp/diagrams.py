@@ -43,10 +43,11 @@ class FrameBudget:
     None draws every frame.
 
     Why a budget and not a cheaper frame: on a machine whose cores training keeps busy every
-    millisecond of drawing is taken from training, and a frame (~20 ms of matplotlib, ~20 ms
-    of ``MlflowClient.log_image``'s PNG, webp thumbnail and store write on 2 CPU cores) is 10%
-    of a 0.4 s demo epoch but 0.1% of a 30 s CIFAR epoch, whose every frame is drawn. TensorBoard
-    likewise keeps a sample of an image series, not every step."""
+    millisecond of drawing is taken from training, and a frame (~17 ms of matplotlib, ~11-20 ms
+    of ``MlflowClient.log_image``'s PNG, webp thumbnail and store write on 2 CPU cores) is over
+    10% of a 0.27 s demo epoch but 0.1% of a 30 s CIFAR epoch, whose every frame is drawn
+    (benchmarks/tracking_overhead.py). TensorBoard likewise keeps a sample of an image series,
+    not every step."""
 
     def __init__(self, share: float | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.share, self.clock = share, clock

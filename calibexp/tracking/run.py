@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import mlflow
@@ -33,6 +33,9 @@ from calibexp.tracking.background import OrderedWorker
 from calibexp.tracking.launcher import take_launcher
 from calibexp.tracking.ops_tags import CREATE_TOKEN_TAG, HOST_TAG, PID_TAG
 from calibexp.tracking.store import first_line, open_store, patient, permission_denied, transient
+
+if TYPE_CHECKING:
+    from calibexp.diagrams import FrameBudget
 
 MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_CALL = 100
@@ -244,23 +247,18 @@ class TrackedRun:
         self._upload(path, artifact_path)
 
     def log_image_series(
-        self,
-        render: Callable[[], Any],
-        key: str,
-        step: int,
-        budget: Any = None,
-        last: bool = False,
+        self, render: Callable[[], Any], key: str, step: int, budget: FrameBudget, last: bool
     ) -> None:
         """Queue ``render()`` (an RGB uint8 array) to be drawn into the step-indexed image series
         ``key`` (``MlflowClient.log_image(key=, step=)``: the UI shows it as a slider over
-        steps). With a ``budget`` (``calibexp.diagrams.FrameBudget``), the frame is drawn only
-        if the budget ``allows(last)`` it when its turn comes, and its time is charged to it."""
+        steps), if the ``budget`` ``allows(last)`` it when its turn comes; its time is charged
+        to the budget."""
         self.worker.submit(self._draw_and_log_image, render, key, step, budget, last)
 
     def _draw_and_log_image(
-        self, render: Callable[[], Any], key: str, step: int, budget: Any, last: bool
+        self, render: Callable[[], Any], key: str, step: int, budget: FrameBudget, last: bool
     ) -> None:
-        if budget is not None and not budget.allows(last):
+        if not budget.allows(last):
             return
         began = time.monotonic()
         try:
@@ -275,8 +273,7 @@ class TrackedRun:
                 f"cannot log image {key} step {step}: {first_line(err)}; "
                 "point the experiment's artifact location at a writable place"
             ) from None
-        if budget is not None:
-            budget.charge(time.monotonic() - began)
+        budget.charge(time.monotonic() - began)
 
     def image_steps(self, key: str) -> set[int]:
         """The steps of the image series ``key`` already in the store."""
