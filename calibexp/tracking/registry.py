@@ -64,7 +64,14 @@ from calibexp.tracking.ops_tags import (
     WHERE_TAG,
     lease_tag,
 )
-from calibexp.tracking.store import first_line, patient, store_clock, transient
+from calibexp.tracking.store import (
+    first_line,
+    patient,
+    permission_denied,
+    set_experiment_tag,
+    store_clock,
+    transient,
+)
 
 CLAIM_PREFIX = "calibexp-claim"
 KEY_TAG = "calibexp.registry_key"
@@ -241,8 +248,10 @@ class Registry:
         if self._writable:
             return
         try:
-            self.client.set_experiment_tag(self.experiment_id, LAST_WORKER_TAG, self.host)
+            set_experiment_tag(self.client, self.experiment_id, LAST_WORKER_TAG, self.host)
         except MlflowException as err:
+            if not permission_denied(err):  # any other refusal is not about this user's rights
+                raise
             user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(none)")
             raise CalibexpError(
                 f"user {user} may not write to experiment {self.experiment_id} "

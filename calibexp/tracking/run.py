@@ -32,7 +32,14 @@ from calibexp.errors import CalibexpError, EarlyStop, LeaseLost
 from calibexp.tracking.background import OrderedWorker
 from calibexp.tracking.launcher import take_launcher
 from calibexp.tracking.ops_tags import CREATE_TOKEN_TAG, HOST_TAG, PID_TAG
-from calibexp.tracking.store import first_line, open_store, patient, permission_denied, transient
+from calibexp.tracking.store import (
+    first_line,
+    open_store,
+    patient,
+    permission_denied,
+    set_experiment_tag,
+    transient,
+)
 
 if TYPE_CHECKING:
     from calibexp.diagrams import FrameBudget
@@ -370,7 +377,7 @@ def experiment_id_for(client: MlflowClient, default_name: str) -> str:
     ((key, kind),) = EXPERIMENT_KIND.items()
     if key not in experiment.tags:  # made by `mlflow run` or by hand
         try:
-            client.set_experiment_tag(experiment.experiment_id, key, kind)
+            set_experiment_tag(client, experiment.experiment_id, key, kind)
         except MlflowException as err:
             # The tag only picks the UI's landing page. A user without EDIT permission goes
             # on to the registry, whose claim refuses it with the line naming that permission.

@@ -105,6 +105,29 @@ class PatientClient:
         return patiently
 
 
+# What SQLAlchemy (PostgreSQL, SQLite) says when a second writer inserts a row the first one just
+# inserted.
+LOST_INSERT_MARKERS = ("duplicate key value violates unique constraint", "unique constraint failed")
+
+
+def set_experiment_tag(client: Any, experiment_id: str, key: str, value: str) -> None:
+    """``client.set_experiment_tag``, safe when many workers set the same new key at once.
+
+    MLflow's SQL store writes an experiment tag as read-then-insert (SQLAlchemy ``merge``): two
+    workers that both find the key absent both insert, and the loser is refused with a unique-key
+    violation (BAD_REQUEST) although the tag now exists. Its second try finds the row and
+    updates it, so a lost insert is retried (a few times: each loss means another writer won).
+    """
+    for tries_left in reversed(range(4)):
+        try:
+            client.set_experiment_tag(experiment_id, key, value)
+            return
+        except MlflowException as err:
+            text = str(err).lower()
+            if not tries_left or not any(marker in text for marker in LOST_INSERT_MARKERS):
+                raise
+
+
 def _probe_network(uri: str) -> None:
     parsed = urlparse(uri)
     scheme = parsed.scheme.split("+")[0]

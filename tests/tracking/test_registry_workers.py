@@ -341,3 +341,55 @@ def test_sixteen_claimants_fifty_keys_one_winner_each(server, tmp_path):
             claim = client.get_experiment_by_name(claim_name(experiment, key, 1))
             assert claim.tags["calibexp.ops.host"] == host and claim.lifecycle_stage == "deleted"
     assert len({h for h, won in wins.items() if won}) > 1  # a real race, not one fast worker
+
+
+def race_tag_setters(server, tmp_path, experiment: str, keys: int, *flags: str) -> list:
+    """16 processes set the same ``keys`` new experiment tags in the same order, from one
+    moment; returns the finished processes with their (stdout, stderr)."""
+    go = tmp_path / f"go-{experiment}"
+    setters = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.support.tag_setter", experiment, str(keys), str(go)]
+            + list(flags),
+            env=env_for(server.uri, f"setter-{i}", "tags"),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(16)
+    ]
+    for s in setters:
+        assert s.stdout.readline().strip() == "ready", s.stderr.read()[-2000:]
+    go.touch()
+    return [(s, s.communicate(timeout=300)) for s in setters]
+
+
+def test_sixteen_writers_of_one_new_experiment_tag_all_succeed(server, tmp_path):
+    """MLflow writes an experiment tag as read-then-insert, so writers racing on a new key lose
+    with a unique-key violation (the CI failure of ensure_writable's tag); calibexp's
+    set_experiment_tag retries the lost insert as the update it is."""
+    client = MlflowClient(server.uri)
+    experiment = client.create_experiment("tag-race")
+    for setter, (out, err) in race_tag_setters(server, tmp_path, experiment, 30):
+        assert setter.returncode == 0 and out.strip() == "done", err[-2000:]
+    tags = client.get_experiment(experiment).tags
+    setters = {f"setter-{i}" for i in range(16)}
+    assert all(tags[f"race.k{i:02d}"] in setters for i in range(30))  # a writer's value each
+
+
+def test_mlflow_own_experiment_tag_write_loses_the_race(server, tmp_path):
+    """The race above is real: through MLflow's own call some of the 16 writers are refused.
+    A race is a matter of timing, so up to three rounds (each on a fresh experiment) may run
+    before one shows it; every refusal must be the unique-key violation."""
+    client = MlflowClient(server.uri)
+    lost: list[str] = []
+    for round_number in range(3):
+        experiment = client.create_experiment(f"tag-race-raw-{round_number}")
+        finished = race_tag_setters(server, tmp_path, experiment, 30, "--raw")
+        lost = [err for setter, (out, err) in finished if setter.returncode != 0]
+        if lost:
+            break
+    assert lost and all("duplicate key value violates unique constraint" in e for e in lost), [
+        e[-500:] for e in lost
+    ]
