@@ -6,12 +6,14 @@ Flow (OmegaConf does the parsing, merging, interpolation and type checking; this
 what it lacks):
 
 1. ``_base_`` (a path or a list of paths, relative to the file) is loaded recursively, then
-   deep-merged in order, the child last. Mappings merge; lists and scalars replace. A cycle is
-   an error. When a component section (``data``, ``model``, ``loss``, ``optim``, ``schedule``)
-   changes its ``name``, the section is replaced, not merged, so ``loss: {name: ce}`` over a
-   ``focal`` base cannot inherit a stray ``gamma``.
+   deep-merged in order, the child last. A file that names a ``protocol`` (calibexp.protocols)
+   gets that protocol's settings between its bases and its own keys. Mappings merge; lists and
+   scalars replace. A cycle is an error. When a component section (``data``, ``model``,
+   ``loss``, ``optim``, ``schedule``) changes its ``name``, the section is replaced, not merged,
+   so ``loss: {name: ce}`` over a ``focal`` base cannot inherit a stray ``gamma``.
 2. Dotted overrides ``key=value`` are parsed as YAML values (``3``, ``0.1``, ``[150, 250]``,
-   ``null``) and merged on top with the same rule.
+   ``null``) and merged on top with the same rule; ``protocol=<name>`` merges the protocol's
+   settings there.
 3. The result is validated against the schema: the static sections below, and for each
    component the keyword-only hyper-parameters of the registered builder it names
    (``calibexp.registry``). Unknown keys and wrong types fail here, naming the key.
@@ -38,7 +40,14 @@ from calibexp.yaml_files import read_yaml_mapping
 # Closed choices: the type is the schema, and a value outside it is refused naming the choices.
 Precision = Literal["auto", "fp32", "bf16"]  # auto: bf16 autocast on CUDA, fp32 elsewhere
 BestMode = Literal["min", "max"]
-TestCheckpoint = Literal["last", "best"]  # last: the papers' protocol
+TestCheckpoint = Literal["last", "best"]  # last: torrvision's protocol; best: meta-calibration's
+# mean: every loss a batch mean (calibexp); sum: B x that, as torrvision's loss_mean=False, for
+# each loss whose reference sums it (``CalibrationLoss.sums_over_batch``; Brier stays a mean).
+LossReduction = Literal["mean", "sum"]
+# When the LR schedule steps: after each epoch (PyTorch >= 1.1's order), or before it, as the
+# references call scheduler.step() at the start of each epoch, which moves each drop one epoch
+# earlier (milestones 150, 250 drop at epochs 149, 249).
+LrStep = Literal["epoch_end", "epoch_start"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,8 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     grad_clip: Optional[float] = None  # global L2 norm; null = no clipping
+    loss_reduction: LossReduction = "mean"
+    lr_step: LrStep = "epoch_end"
     precision: Precision = "auto"
     progress: bool = True  # tqdm bar with loss / accuracy
 
@@ -186,6 +197,7 @@ class ExperimentConfig:
     loss: Any
     optim: Any
     schedule: Any
+    protocol: str = "calibexp"  # calibexp.protocols: whose training settings were merged in
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms; slower on CUDA
     device: str = "auto"  # auto picks CUDA, then MPS, then CPU; or cpu | cuda | cuda:N | mps
@@ -194,7 +206,10 @@ class ExperimentConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
+        from calibexp.protocols import PROTOCOLS
+
         require(self.device.split(":")[0] in DEVICES, "device", self.device, " | ".join(DEVICES))
+        require(self.protocol in PROTOCOLS, "protocol", self.protocol, " | ".join(PROTOCOLS))
         drawn = self.eval.diagram_epochs(self.train.epochs)
         require(
             set(self.eval.evolution_epochs) <= set(drawn),
@@ -263,7 +278,7 @@ def load_config(
     for path in config_paths(paths):
         raw = _merge_layer(raw, _load_top(Path(path)))
     for item in overrides:
-        raw = _merge_layer(raw, _parse_override(item))
+        raw = _merge_override(raw, item)
     return validate(raw)
 
 
@@ -330,7 +345,28 @@ def _with_bases(node: DictConfig, path: Path, chain: tuple[Path, ...]) -> DictCo
     merged = OmegaConf.create({})
     for base in bases:
         merged = _merge_layer(merged, _load_top(path.parent / str(base), (*chain, path.resolve())))
-    return _merge_layer(merged, node)
+    return _merge_layer(_with_protocol(merged, node), node)
+
+
+def _with_protocol(base: DictConfig, top: DictConfig) -> DictConfig:
+    """``base`` with the settings of the protocol ``top`` names merged on (for the loss ``top``
+    or else ``base`` holds); ``base`` itself when ``top`` names none."""
+    from calibexp.protocols import protocol_settings
+
+    if "protocol" not in top:
+        return base
+    loss = top.get("loss") if isinstance(top.get("loss"), DictConfig) else None
+    if loss is None or "name" not in loss:
+        loss = base.get("loss") if isinstance(base.get("loss"), DictConfig) else None
+    loss_name = loss.get("name") if loss is not None else None
+    layer = OmegaConf.create(protocol_settings(top.get("protocol"), loss_name))
+    return _merge_layer(base, layer)
+
+
+def _merge_override(raw: DictConfig, item: str) -> DictConfig:
+    """One dotted override merged on ``raw`` (after the protocol it names, if any)."""
+    layer = _parse_override(item)
+    return _merge_layer(_with_protocol(raw, layer), layer)
 
 
 def _merge_layer(base: DictConfig, top: DictConfig) -> DictConfig:
@@ -526,7 +562,7 @@ def with_overrides(cfg: ExperimentConfig, overrides: typing.Sequence[str]) -> Ex
     """``cfg`` with dotted ``overrides`` merged on top, validated again."""
     raw = OmegaConf.create(to_dict(cfg))
     for item in overrides:
-        raw = _merge_layer(raw, _parse_override(item))
+        raw = _merge_override(raw, item)
     return validate(raw)
 
 

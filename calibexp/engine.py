@@ -72,10 +72,12 @@ def train_one_epoch(
     steps: int,
     autocast: contextlib.AbstractContextManager,
     grad_clip: float | None,
+    summed: bool,
     progress: bool,
     desc: str,
 ) -> dict[str, float]:
-    """One pass over shuffled training batches.
+    """One pass over shuffled training batches; each step on the batch-mean loss, or with
+    ``summed`` on B times it (torrvision's sum over the batch), clipped at ``grad_clip``.
 
     Returns ``train/loss``, ``train/acc`` and the loss's evidence: ``evidence/<key>`` for each
     of its ``components`` (sample-weighted mean over the epoch) and ``diagnostics`` (first batch).
@@ -90,13 +92,13 @@ def train_one_epoch(
         with autocast:
             logits = model(inputs).float()  # losses and metrics always see float32 logits
         loss = loss_fn(logits, targets)
+        n = len(targets)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * n if summed else loss).backward()
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
 
-        n = len(targets)
         seen += n
         with torch.no_grad():
             sums["train/loss"] += loss.detach() * n

@@ -3,6 +3,7 @@ model, loss, optimiser, schedule and autocast."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,12 +48,13 @@ def build_data(
         data = DATASETS.build(cfg.data.name, **hyperparameters(cfg.data))
         if cache is not None:
             cache[key] = data
+    test_normalisation = data.test_normalisation or (data.mean, data.std)
     loaders = [
         DeviceLoader(
             data.train, cfg.train.batch_size, device, data.mean, data.std, data.train_augment
         ),
         DeviceLoader(data.val, cfg.eval.batch_size, device, data.mean, data.std),
-        DeviceLoader(data.test, cfg.eval.batch_size, device, data.mean, data.std),
+        DeviceLoader(data.test, cfg.eval.batch_size, device, *test_normalisation),
     ]
     return data, loaders
 
@@ -72,6 +74,9 @@ def build_parts(cfg: ExperimentConfig, data_cache: dict[str, Any] | None = None)
     data, (train_loader, val_loader, test_loader) = build_data(cfg, device, data_cache)
     model = build_model(cfg, data, device)
     optimizer = OPTIMIZERS.build(cfg.optim.name, model.parameters(), **hyperparameters(cfg.optim))
+    scheduler = SCHEDULES.build(cfg.schedule.name, optimizer, **hyperparameters(cfg.schedule))
+    if cfg.train.lr_step == "epoch_start":
+        step_before_training(scheduler)
     return Parts(
         cfg=cfg,
         device=device,
@@ -82,6 +87,17 @@ def build_parts(cfg: ExperimentConfig, data_cache: dict[str, Any] | None = None)
         model=model,
         loss=LOSSES.build(cfg.loss.name, **hyperparameters(cfg.loss)).to(device),
         optimizer=optimizer,
-        scheduler=SCHEDULES.build(cfg.schedule.name, optimizer, **hyperparameters(cfg.schedule)),
+        scheduler=scheduler,
         autocast=autocast_for(device, cfg.train.precision),
     )
+
+
+def step_before_training(scheduler: Any) -> None:
+    """The references' order, ``scheduler.step()`` at the start of every epoch (torrvision
+    ``train.py``), as calibexp's step after every epoch plus one step before the first: epoch e
+    then trains at the schedule's epoch e + 1, so milestone m drops the LR from epoch m − 1."""
+    with warnings.catch_warnings():  # the step before any optimizer.step() is the point here
+        warnings.filterwarnings(
+            "ignore", message="Detected call of `lr_scheduler.step", category=UserWarning
+        )
+        scheduler.step()

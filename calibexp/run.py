@@ -66,6 +66,10 @@ from calibexp.tracking.run import (
 )
 from calibexp.training import BestSoFar, fit, restore
 
+# The positions of each split's samples in the dataset's files (DataBundle.indices): arrays
+# train, val, test, and meta_val where the run holds one out.
+SPLITS_ARTIFACT = "splits.npz"
+
 
 @dataclass
 class TrialHooks:
@@ -174,9 +178,11 @@ def _open(
 
 
 def record_config(run: TrackedRun, cfg: ExperimentConfig, data: DataBundle) -> None:
-    """What a run was made of: its params, its whole config and its data (a dataset input)."""
+    """What a run was made of: its params, its whole config and its data (a dataset input, and
+    the positions of every split's samples as ``splits.npz``)."""
     run.log_params(flatten(cfg))
     run.log_text(to_yaml(cfg), "config.yaml")
+    run.log_arrays(data.indices, SPLITS_ARTIFACT)
     run.log_dataset(dataset_input(cfg, data.split_digest))
 
 

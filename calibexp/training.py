@@ -70,6 +70,7 @@ def fit(
             steps=len(parts.train_loader),
             autocast=parts.autocast,
             grad_clip=cfg.train.grad_clip,
+            summed=cfg.train.loss_reduction == "sum" and parts.loss.sums_over_batch,
             progress=cfg.train.progress,
             desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
         )

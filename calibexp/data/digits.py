@@ -10,27 +10,37 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from calibexp.data.bundle import DataBundle, Split, digest_indices, seeded_split
+from calibexp.data.bundle import DataBundle, Split, seeded_split, split_indices
 from calibexp.data.registry import DATASETS
 from calibexp.errors import CalibexpError
 
 
 @DATASETS.register("digits")
-def digits(*, val_size: int = 450, test_size: int = 450, split_seed: int = 1) -> DataBundle:
-    """Train / val / test from a seeded permutation (default 897 / 450 / 450)."""
+def digits(
+    *, val_size: int = 450, test_size: int = 450, split_seed: int = 1, meta_val_size: int = 0
+) -> DataBundle:
+    """Train / val / test (and meta-val, for meta-calibration) from a seeded permutation
+    (default 897 / 450 / 450; meta-val comes out of train)."""
     loaded = load_digits()
     n = len(loaded.target)
-    if val_size < 1 or test_size < 1 or val_size + test_size >= n:
+    if val_size < 1 or test_size < 1 or meta_val_size < 0:
         raise CalibexpError(
-            f"data.val_size={val_size}, data.test_size={test_size}: both must be >= 1 and leave "
-            f"training images out of the {n} digits"
+            f"data.val_size={val_size}, data.test_size={test_size}, "
+            f"data.meta_val_size={meta_val_size}: val and test must be >= 1, meta-val >= 0"
+        )
+    if val_size + test_size + meta_val_size >= n:
+        raise CalibexpError(
+            f"data.val_size={val_size} + data.test_size={test_size} + "
+            f"data.meta_val_size={meta_val_size} must leave training images out of the {n} digits"
         )
     # 16 grey levels (0..16) -> 0..255 so every dataset is uint8 on the same scale.
     images = np.clip(np.rint(loaded.images * (255 / 16)), 0, 255).astype(np.uint8)[:, None]
     labels = loaded.target.astype(np.int64)
-    train_idx, val_idx, test_idx = seeded_split(
-        n, [n - val_size - test_size, val_size, test_size], split_seed
+    train_size = n - val_size - test_size - meta_val_size
+    train_idx, val_idx, test_idx, meta_idx = seeded_split(
+        n, [train_size, val_size, test_size, meta_val_size], split_seed
     )
+    indices, digest = split_indices(train_idx, val_idx, test_idx, meta_idx)
 
     def split(idx: np.ndarray) -> Split:
         return Split(torch.from_numpy(images[idx]), torch.from_numpy(labels[idx]))
@@ -44,5 +54,7 @@ def digits(*, val_size: int = 450, test_size: int = 450, split_seed: int = 1) ->
         num_classes=10,
         mean=(float(train_pixels.mean()),),
         std=(float(train_pixels.std()),),
-        split_digest=digest_indices(train_idx, val_idx, test_idx),
+        split_digest=digest,
+        indices=indices,
+        meta_val=split(meta_idx) if meta_val_size else None,
     )

@@ -3,8 +3,9 @@
 200 classes (``wnids.txt``, indexed in sorted order as torchvision's ImageFolder does), 500
 training JPEGs each (``train/<wnid>/images``), and 10,000 labelled ``val`` images
 (``val/val_annotations.txt``), which are the test split here as in every reference; the val
-split is held out of the training images (90,000 / 10,000, seeded), so temperature scaling does
-not see the test images (torrvision/focal_calibration fits T on those 10,000 test images too,
+split is held out of the training images (90,000 / 10,000, drawn with the references' CIFAR
+shuffle, ``calibexp.data.bundle.reference_split``), so temperature scaling does not see the test
+images (torrvision/focal_calibration holds none out and fits T on those 10,000 test images,
 which leaks). 64x64 RGB, ImageNet normalisation, crop(pad 4) + flip.
 
 The JPEGs are decoded once and cached as uint8 next to them (``calibexp-uint8.npz``, ~1.2 GB)
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from calibexp.data.augment import crop_and_flip
-from calibexp.data.bundle import DataBundle, held_out_bundle
+from calibexp.data.bundle import DataBundle, HeldOutSplit, held_out_bundle
 from calibexp.data.files import damaged, missing, read_image_folder, writable
 from calibexp.data.registry import DATASETS
 
@@ -91,7 +92,14 @@ def _decoded(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 
 
 @DATASETS.register("tiny_imagenet")
-def tiny_imagenet(*, root: str = "data", val_size: int = 10000, split_seed: int = 1) -> DataBundle:
+def tiny_imagenet(
+    *,
+    root: str = "data",
+    val_size: int = 10000,
+    split_seed: int = 1,
+    split: HeldOutSplit = "reference",
+    meta_val_size: int = 0,
+) -> DataBundle:
     """Tiny-ImageNet: 90,000 / 10,000 / 10,000 (the official val as test), 200 classes."""
     folder = Path(root).expanduser() / FOLDER
     train_images, train_labels, test_images, test_labels, num_classes = _decoded(folder)
@@ -104,5 +112,7 @@ def tiny_imagenet(*, root: str = "data", val_size: int = 10000, split_seed: int 
         std=IMAGENET_STD,
         val_size=val_size,
         split_seed=split_seed,
+        split=split,
+        meta_val_size=meta_val_size,
         train_augment=crop_and_flip(4),
     )

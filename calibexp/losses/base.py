@@ -1,8 +1,9 @@
 """The loss contract every calibration loss follows, so the engine never asks which it holds.
 
-- ``forward(logits[B,K], targets[B]) -> scalar``: the mean over the batch (calibexp's losses
-  are all mean-reduced; torrvision's were summed and clipped at norm 2, a different
-  optimisation problem: set ``train.grad_clip`` and the lr if you need theirs);
+- ``forward(logits[B,K], targets[B]) -> scalar``: the mean over the batch. torrvision sums its
+  losses over the batch (``train.loss_reduction: sum``, part of ``protocol: torrvision``): the
+  engine then steps on B times the mean, except for a loss with ``sums_over_batch = False``
+  (Brier, which torrvision's ``BrierScore`` averages in either mode);
 - ``components(logits, targets) -> dict[str, Tensor]``: the evidence of why the loss calibrates
   (focal term, Brier term, gate w, w·Brier, p_t, …), per sample [B] or per batch [];
   logged per epoch as ``evidence/<key>``, the sample-weighted mean over the epoch;
@@ -20,6 +21,10 @@ from calibexp.losses.terms import log_pt
 
 
 class CalibrationLoss(nn.Module):
+    # Whether train.loss_reduction: sum multiplies this loss by the batch size, as the
+    # references' summed form of it does.
+    sums_over_batch = True
+
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

@@ -11,7 +11,11 @@ from calibexp.losses.registry import LOSSES
 
 class Brier(CalibrationLoss):
     r"""L = (1/N) Σ_i Σ_k (p_ik − 1[k = y_i])² (Brier, 1950; as a training loss in Mukhoti et
-    al., NeurIPS 2020): sum over classes, mean over the batch."""
+    al., NeurIPS 2020): sum over classes, mean over the batch. torrvision's ``BrierScore``
+    divides by the batch size even where its other losses are summed, so it stays a mean under
+    ``train.loss_reduction: sum``."""
+
+    sums_over_batch = False
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return terms.brier(logits, targets).mean()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import mlflow
+import numpy as np
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -233,6 +234,12 @@ class TrackedRun:
     def log_text(self, text: str, artifact_path: str) -> None:
         path = self.stage(artifact_path)
         path.write_text(text)
+        self.upload(path, artifact_path)
+
+    def log_arrays(self, arrays: dict[str, Any], artifact_path: str) -> None:
+        """Store NumPy arrays by name as one ``.npz`` artifact."""
+        path = self.stage(artifact_path)
+        np.savez_compressed(path, **arrays)
         self.upload(path, artifact_path)
 
     def log_json(self, obj: Any, artifact_path: str) -> None:

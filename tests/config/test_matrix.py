@@ -82,7 +82,7 @@ def test_per_dataset_loss_values():
     assert (
         load_config(ROOT / "configs/tiny_imagenet/resnet50/mmce.yaml").loss.pair_reduction == "mean"
     )
-    assert load_config(ROOT / "configs/digits/small_cnn/mmce.yaml").loss.pair_reduction == "sum"
+    assert load_config(ROOT / "configs/digits/small_cnn/mmce.yaml").loss.pair_reduction == "mean"
 
 
 def test_weight_decay_is_set_in_one_layer():

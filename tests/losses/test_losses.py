@@ -157,7 +157,8 @@ CASES = [
     ("label_smoothing", {}, ref_label_smoothing(0.05, "all")),
     ("label_smoothing", {"smoothing": 0.2, "spread": "others"}, ref_label_smoothing(0.2, "others")),
     ("brier", {}, per_sample(lambda p, y, z: brier_of(p, y))),
-    ("mmce", {}, ref_mmce(2.0)),
+    ("mmce", {}, ref_mmce(2.0, pair_mean=True)),  # the default: torrvision's scale
+    ("mmce", {"pair_reduction": "sum"}, ref_mmce(2.0)),
     ("mmce", {"lam": 0.5, "pair_reduction": "mean"}, ref_mmce(0.5, pair_mean=True)),
     ("focal", {}, per_sample(lambda p, y, z: focal_of(p, y, 3.0))),
     ("focal", {"gamma": 0.5}, per_sample(lambda p, y, z: focal_of(p, y, 0.5))),

@@ -77,6 +77,28 @@ def test_tags(demo):
         assert tags["mlflow.source.git.commit"] == commit.stdout.strip()
 
 
+def test_splits_artifact_holds_each_splits_positions(demo):
+    """splits.npz names which digits each split holds: disjoint, covering the 1,797 images,
+    with the digest the run is tagged with, and the val/test labels the run's logits were
+    scored against."""
+    from sklearn.datasets import load_digits
+
+    from calibexp.data.bundle import digest_indices
+
+    _, run, files, _ = demo
+    with np.load(files / "splits.npz") as stored:
+        splits = {name: stored[name] for name in stored.files}
+    assert sorted(splits) == ["test", "train", "val"]
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [897, 450, 450]
+    assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(1797))
+    digest = digest_indices(splits["train"], splits["val"], splits["test"])
+    assert run.data.tags["calibexp.split_digest"] == digest
+    labels = load_digits().target
+    for split in ("val", "test"):
+        with np.load(files / f"logits/{split}.npz") as logged:
+            assert labels[splits[split]].tolist() == logged["targets"].tolist(), split
+
+
 def test_one_metric_value_per_epoch(demo):
     client, run, _, _ = demo
     for key in PER_EPOCH:

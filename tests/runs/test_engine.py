@@ -28,6 +28,7 @@ def one_epoch(parts, epoch: int = 0, grad_clip=None):
         steps=len(parts.train_loader),
         autocast=contextlib.nullcontext(),
         grad_clip=grad_clip,
+        summed=False,
         progress=False,
         desc="test",
     )

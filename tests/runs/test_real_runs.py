@@ -7,12 +7,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from calibexp.data import DATASETS
 from tests.support import ROOT, mlflow_run, run_id_from, subprocess_env
 from tests.support.fake_datasets import write_cifar10, write_tiny_imagenet
+from tests.support.reference_split import reference_blocks
 
 pytestmark = pytest.mark.slow
 ONE_EPOCH = "train.epochs=1 train.batch_size=16 train.progress=false"
@@ -35,7 +37,7 @@ def finished_run(uri: str, config: str, overrides: str):
     ],
 )
 def test_cifar10_config_on_real_format_files(tracking_store, tmp_path, config, model):
-    write_cifar10(tmp_path / "data")
+    written = write_cifar10(tmp_path / "data")  # 60 training images, 20 test
     root = tmp_path / "data"
     client, run = finished_run(
         tracking_store, config, f"data.root={root} data.val_size=10 {ONE_EPOCH}"
@@ -47,6 +49,19 @@ def test_cifar10_config_on_real_format_files(tracking_store, tmp_path, config, m
     assert params["data.root"] == str(root) and params["train.epochs"] == "1"
     assert {"test/acc", "test/ece_15", "test_ts/nll", "ts/temperature"} <= set(metrics)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/ece_15")] == [0]
+    # splits.npz: the references' val (written-out torrvision code) and the labels scored
+    files = tmp_path / "artifacts"
+    for artifact in ("splits.npz", "logits/val.npz"):
+        client.download_artifacts(run.info.run_id, artifact, str(files))
+    blocks = reference_blocks(60, 10)
+    with np.load(files / "splits.npz") as splits:
+        assert sorted(splits.files) == ["test", "train", "val"]
+        assert splits["val"].tolist() == sorted(blocks["val"])
+        assert splits["train"].tolist() == sorted(blocks["train"])
+        assert splits["test"].tolist() == list(range(20))
+        val_labels = written["train_labels"][splits["val"]]
+    with np.load(files / "val.npz") as logged:
+        assert logged["targets"].tolist() == val_labels.tolist()
 
 
 def test_tiny_imagenet_config_on_real_format_files(tracking_store, tmp_path):
