@@ -3,7 +3,9 @@ loss of the calibration papers, composed from one table (``configs/matrix.yaml``
 hundred near-identical files.
 
 A cell is the dataset's ``_base_`` pieces (data, schedule), the model's and the loss's, the
-loss's per-dataset values and the experiment name; a file at the cell's path, where there is
+protocol the loss's published numbers were trained with (``calibexp.protocols``) with what that
+protocol's reference did differently on the dataset, the loss's per-dataset values and the
+experiment name; a file at the cell's path, where there is
 one, is merged on top (it holds only values of its own, such as dual focal's per-setting γ).
 Aliases keep the names other repositories use (``wd_ce``, ``label_smooth``, ``safcl_nostop``).
 
@@ -17,6 +19,8 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from omegaconf import OmegaConf
 
 from calibexp.errors import CalibexpError
 from calibexp.registry import closest
@@ -81,8 +85,17 @@ class Matrix:
             self.table["losses_base"].format(loss=loss),
         ]
         cell: dict[str, Any] = {"_base_": [up + base for base in bases]}
+        # The protocol the loss's published numbers were trained with, on the papers' datasets
+        # (a dataset may fix one for every loss: the digits demo keeps calibexp's own), then
+        # what that protocol's reference did differently on this dataset.
+        protocol = entry.get("protocol") or spec.get("protocol")
+        layers = []
+        if protocol:
+            cell["protocol"] = protocol
+            layers.append((entry.get("protocol_set") or {}).get(protocol) or {})
         if dataset in spec.get("set_on", self.datasets):
-            cell.update(spec.get("set") or {})
+            layers.append(spec.get("set") or {})
+        cell.update(OmegaConf.to_container(OmegaConf.merge({}, *layers)))
         experiment = entry.get("experiment") or self.table["experiment"]
         cell["tracking"] = {"experiment": experiment.format(dataset=dataset, model=model)}
         return cell

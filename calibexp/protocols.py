@@ -7,6 +7,9 @@ and which samples are held out. Naming one merges its settings where it is named
 file, between that file's ``_base_`` files and its own keys; as an override
 (``protocol=torrvision``), on top of every file and below the overrides after it. So whatever
 is written after the protocol wins, and every value a run trained with is in its params.
+Every protocol sets every key any protocol governs (``GOVERNED``), so naming one protocol after
+another leaves nothing of the first; ``calibexp`` sets them to calibexp's own defaults and
+leaves the optimiser as the config has it.
 
 - ``torrvision``: Mukhoti et al., "Calibrating Deep Neural Networks using Focal Loss", NeurIPS
   2020 (torrvision/focal_calibration ``train.py``, ``train_utils.py``), and Dual Focal Loss (Tao
@@ -42,6 +45,25 @@ SGD_NO_NESTEROV = {
 # torrvision's training step: loss_mean=False and clip_grad_norm(model.parameters(), 2), with
 # scheduler.step() before each epoch.
 SUMMED_AND_CLIPPED = {"loss_reduction": "sum", "grad_clip": 2.0, "lr_step": "epoch_start"}
+# calibexp's own training step: the batch-mean loss, no clipping, the schedule stepped after each
+# epoch (TrainConfig's defaults).
+MEAN_UNCLIPPED = {"loss_reduction": "mean", "grad_clip": None, "lr_step": "epoch_end"}
+# Model selection and post-hoc calibration as calibexp does them by default (EvalConfig's):
+# best.pt by val NLL, the last weights on test, T by val NLL first and torrvision's grid second.
+OWN_EVAL = {
+    "best_metric": "val/nll",
+    "best_mode": "min",
+    "test_checkpoint": "last",
+    "calibrators": ["temperature", "temperature_grid_ece"],
+}
+# torrvision's evaluation: the final (350-epoch) weights, T by its grid on val ECE as the "(T)"
+# column, so the grid heads the headline; best.pt is its best val accuracy.
+TORRVISION_EVAL = {
+    "best_metric": "val/acc",
+    "best_mode": "max",
+    "test_checkpoint": "last",
+    "calibrators": ["temperature_grid_ece", "temperature"],
+}
 
 
 @dataclass(frozen=True)
@@ -53,16 +75,17 @@ class Protocol:
 
 
 PROTOCOLS: dict[str, Protocol] = {
-    "calibexp": Protocol("calibexp's own defaults: mean-reduced losses, no clipping"),
+    "calibexp": Protocol(
+        "calibexp's own defaults: mean-reduced losses, no clipping",
+        {"train": MEAN_UNCLIPPED, "eval": OWN_EVAL, "data": {"meta_val_size": 0}},
+    ),
     "torrvision": Protocol(
         "torrvision/focal_calibration (Mukhoti et al. 2020) and Dual Focal Loss",
         {
             "train": SUMMED_AND_CLIPPED,
             "optim": SGD_NO_NESTEROV,
-            "eval": {
-                "test_checkpoint": "last",
-                "calibrators": ["temperature_grid_ece", "temperature"],
-            },
+            "eval": TORRVISION_EVAL,
+            "data": {"meta_val_size": 0},
         },
     ),
     "metacal": Protocol(
@@ -70,21 +93,30 @@ PROTOCOLS: dict[str, Protocol] = {
         {
             "train": SUMMED_AND_CLIPPED,
             "optim": SGD_NO_NESTEROV,
-            "eval": {"best_metric": "val/acc", "best_mode": "max", "test_checkpoint": "best"},
+            "eval": {**TORRVISION_EVAL, "test_checkpoint": "best"},
             "data": {"meta_val_size": "${data.val_size}"},
         },
     ),
     "safcl": Protocol(
         "EagleAdelaide/Focal-Calibration-Loss-FCL (SA-FCL)",
         {
-            "train": {"loss_reduction": "mean", "grad_clip": None, "lr_step": "epoch_end"},
+            "train": MEAN_UNCLIPPED,
             "optim": {**SGD_NO_NESTEROV, "nesterov": True},
-            "eval": {"test_checkpoint": "last"},
+            "eval": OWN_EVAL,
+            "data": {"meta_val_size": 0},
         },
         {"label_smoothing": {"spread": "others"}},
     ),
 }
 DEFAULT_PROTOCOL = "calibexp"
+# The sections and keys the protocols set: every protocol sets all of them (but ``calibexp``
+# the optimiser), tested in tests/config/test_protocols.py.
+GOVERNED: dict[str, tuple[str, ...]] = {
+    "train": tuple(MEAN_UNCLIPPED),
+    "optim": tuple(SGD_NO_NESTEROV),
+    "eval": tuple(OWN_EVAL),
+    "data": ("meta_val_size",),
+}
 
 
 def protocol_settings(name: Any, loss_name: Any) -> dict[str, Any]:

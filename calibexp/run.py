@@ -180,10 +180,16 @@ def _open(
 def record_config(run: TrackedRun, cfg: ExperimentConfig, data: DataBundle) -> None:
     """What a run was made of: its params, its whole config and its data (a dataset input, and
     the positions of every split's samples as ``splits.npz``)."""
-    run.log_params(flatten(cfg))
-    run.log_text(to_yaml(cfg), "config.yaml")
-    run.log_arrays(data.indices, SPLITS_ARTIFACT)
-    run.log_dataset(dataset_input(cfg, data.split_digest))
+
+    def record() -> None:
+        run.log_params(flatten(cfg))
+        run.log_text(to_yaml(cfg), "config.yaml")
+        run.log_arrays(data.indices, SPLITS_ARTIFACT)
+        run.log_dataset(dataset_input(cfg, data.split_digest))
+
+    # Each upload may surface the failure of the one queued before it: the run ends FAILED
+    # with that reason, never left RUNNING.
+    guarded(run, record, finish_on_success=False)
 
 
 def describe(run: TrackedRun, cfg: ExperimentConfig, metrics: dict[str, float]) -> None:

@@ -19,7 +19,7 @@ from functools import partial
 
 from torch import nn
 
-from calibexp.errors import CalibexpError
+from calibexp.errors import CalibexpError, require
 from calibexp.models.registry import BACKBONES
 
 
@@ -27,19 +27,31 @@ def _cifar_conv(old: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, old.out_channels, 3, 1, 1, bias=old.bias is not None)
 
 
-def _resnet(model: nn.Module, in_channels: int, cifar_stem: bool) -> nn.Module:
+def _resnet(model: nn.Module, in_channels: int, cifar_stem: bool, head_pool: int) -> nn.Module:
     if cifar_stem:
         model.conv1, model.maxpool = _cifar_conv(model.conv1, in_channels), nn.Identity()
     elif in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, model.conv1.out_channels, 7, 2, 3, bias=False)
+    if head_pool != 1:
+        # torrvision's Tiny-ImageNet ResNet-50 (Net/resnet_tiny_imagenet.py): the last feature
+        # map pooled to head_pool x head_pool and flattened channel-major into the FC.
+        model.avgpool = nn.AdaptiveAvgPool2d(head_pool)
+        model.fc = nn.Linear(model.fc.in_features * head_pool**2, model.fc.out_features)
     return model
 
 
 def _register_resnet(name: str, make) -> None:
-    def build(num_classes: int, in_channels: int, *, cifar_stem: bool = True) -> nn.Module:
-        return _resnet(make(num_classes=num_classes), in_channels, cifar_stem)
+    def build(
+        num_classes: int, in_channels: int, *, cifar_stem: bool = True, head_pool: int = 1
+    ) -> nn.Module:
+        require(head_pool >= 1, "model.head_pool", head_pool, "an integer >= 1")
+        return _resnet(make(num_classes=num_classes), in_channels, cifar_stem, head_pool)
 
-    build.__doc__ = f"torchvision {name}, randomly initialised; cifar_stem by default."
+    build.__doc__ = (
+        f"torchvision {name}, randomly initialised; cifar_stem by default; head_pool > 1 pools "
+        "the last feature map to head_pool x head_pool before the FC (torrvision's "
+        "Tiny-ImageNet ResNet-50 uses 2)."
+    )
     BACKBONES.register(name)(build)
 
 

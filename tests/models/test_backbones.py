@@ -98,3 +98,25 @@ def test_bad_backbone_settings_are_one_line_errors():
         BACKBONES.build("wrn28_10", 10, 3, depth=27)
     with pytest.raises(CalibexpError, match="no plain first conv"):
         BACKBONES.build("timm", 10, 3, arch="vit_tiny_patch16_224", cifar_stem=True)
+
+
+def test_head_pool_is_torrvisions_tiny_imagenet_head():
+    """head_pool=2 (torrvision Net/resnet_tiny_imagenet.py): the 8x8 last feature map of a
+    64x64 input averaged over each 4x4 quadrant, flattened channel-major (c, i, j) into an FC on
+    4 x 2048 features; written out here with plain tensor ops."""
+    torch.manual_seed(0)
+    model = BACKBONES.build("resnet50", 200, 3, head_pool=2).eval()
+    assert (model.fc.in_features, model.fc.out_features) == (4 * 2048, 200)
+    plain = BACKBONES.build("resnet50", 200, 3)
+    extra = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == 3 * 2048 * 200  # only the FC grew
+    model, x = model.double(), torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        body = torch.nn.Sequential(*list(model.children())[:-2])  # up to layer4
+        features = body(x)
+        assert features.shape == (2, 2048, 8, 8)
+        quadrants = features.reshape(2, 2048, 2, 4, 2, 4).mean(dim=(3, 5))  # [B, C, 2, 2]
+        expected = quadrants.reshape(2, -1) @ model.fc.weight.T + model.fc.bias
+        assert torch.allclose(model(x), expected, rtol=0, atol=1e-9)
+    with pytest.raises(CalibexpError, match="model.head_pool"):
+        BACKBONES.build("resnet50", 10, 3, head_pool=0)
