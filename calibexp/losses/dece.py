@@ -1,4 +1,9 @@
-"""Cross-entropy plus the differentiable ECE."""
+"""Cross-entropy plus the differentiable ECE, as a training loss.
+
+Not meta-calibration: Bohdal, Yang, Hospedales (TMLR 2023; ondrejbohdal/meta-calibration) train
+on CE (with meta-learned label smoothing or L2) and use CE + 0.5·DECE only as the meta-objective
+on a held-out meta-val split; here DECE of each training batch is added to the loss itself.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from calibexp.meta.dece import dece as differentiable_ece
 
 class CrossEntropyDECE(CalibrationLoss):
     r"""L = CE + β·DECE(z, y; M, t_a, t_b) (Bohdal et al., TMLR 2023; ``calibexp.meta.dece``).
-    β = 0.5 is the weight of the reference's meta-objective CE + 0.5·DECE."""
+    β = 0.5 is the weight of the reference's meta-objective CE + 0.5·DECE; here it weighs DECE of
+    the training batch in the training loss (calibexp's loss, not meta-calibration)."""
 
     def __init__(self, beta: float, bins: int, t_a: float, t_b: float) -> None:
         super().__init__()

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from calibexp.config import load_config
+from calibexp.config import load_config, with_overrides
 from calibexp.parts import build_parts
 from calibexp.seeding import epoch_generator
 from calibexp.tracking.recorder import NoRecorder
@@ -171,3 +171,31 @@ def test_mmce_default_is_torrvisions_value_at_lambda_2():
     assert default(logits, labels).item() == pytest.approx(expected.item(), rel=1e-6)
     from_file = load_config(ROOT / "configs/demo.yaml", ["loss.name=mmce"]).loss
     assert from_file.pair_reduction == "mean" and from_file.lam == 2.0
+
+
+def test_sum_and_clip_equal_the_mean_with_lr_and_clip_and_decay_rescaled():
+    """The README's equivalence: summed CE with clip 2, lr 0.1, weight decay 5e-4 takes the same
+    SGD-momentum steps as the batch mean with clip 2/B, lr 0.1·B, weight decay 5e-4/B (B = 97,
+    the one batch of each epoch here); a learning rate scaled alone does not."""
+    summed = protocol_config("ce", [])
+    batch = 97
+    rescaled = [
+        "train.loss_reduction=mean",
+        f"train.grad_clip={2 / batch!r}",
+        f"optim.lr={0.1 * batch!r}",
+        f"optim.weight_decay={5e-4 / batch!r}",
+    ]
+    mean = with_overrides(summed, rescaled)
+    lr_only = with_overrides(summed, ["train.loss_reduction=mean", f"optim.lr={0.1 * batch!r}"])
+    runs = {}
+    for name, cfg in (("summed", summed), ("mean", mean), ("lr_only", lr_only)):
+        runs[name] = build_parts(cfg)
+        assert len(runs[name].data.train.labels) == batch
+        fit(runs[name], NoRecorder(), 0, BestSoFar("min"))
+
+    def gap(a: str, b: str) -> float:
+        pairs = zip(runs[a].model.parameters(), runs[b].model.parameters())
+        return max((x - y).abs().max().item() for x, y in pairs)
+
+    assert gap("summed", "mean") < 1e-6
+    assert gap("summed", "lr_only") > 1e-2
