@@ -3,8 +3,9 @@
 The papers' CIFAR recipe (Mukhoti et al. 2020; torrvision/focal_calibration) is
 ``optim: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 5e-4}`` with
 ``schedule: {name: multistep, milestones: [150, 250], gamma: 0.1}`` over 350 epochs.
-Schedules are stepped once per epoch, *after* the epoch (PyTorch >= 1.1 order; torrvision's
-pre-1.1 order moves every drop one epoch earlier).
+Schedules are stepped once per epoch, *after* the epoch (PyTorch >= 1.1 order), or, with
+``train.lr_step: epoch_start``, also once before the first epoch, which is torrvision's
+``scheduler.step()`` at each epoch's start and moves every drop one epoch earlier.
 """
 
 from __future__ import annotations
@@ -62,3 +63,19 @@ def multistep(
 def constant(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
     """The optimiser's lr for every epoch."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+@SCHEDULES.register("cosine")
+def cosine(
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int = 0,  # required (the registry wants a default): 0 is refused at config time
+    min_lr: float = 0.0,
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """lr at epoch e = min_lr + (base_lr − min_lr)·(1 + cos(π·e/epochs))/2 (Loshchilov & Hutter,
+    "SGDR", ICLR 2017, without restarts): the SA-FCL repository's ``scheduler: cosine``
+    (``src/utils/lr.py``, set from the epoch index at each epoch's start). ``epochs`` is the
+    schedule's length, normally ``${train.epochs}``."""
+    require(epochs >= 1, "schedule.epochs", epochs, "an integer >= 1 (normally ${train.epochs})")
+    require(min_lr >= 0, "schedule.min_lr", min_lr, ">= 0")
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=min_lr)

@@ -179,3 +179,38 @@ def test_the_lr_drops_where_each_protocol_puts_it():
     ours = lr_per_epoch("epoch_end", 350)
     assert ours[149] == pytest.approx(0.1) and ours[150] == pytest.approx(0.01)
     assert ours[249] == pytest.approx(0.01) and ours[250] == pytest.approx(0.001)
+
+
+def test_cosine_is_the_safcl_repositorys_lr_per_epoch():
+    """SA-FCL src/utils/lr.py sets lr = 0.1 · 0.5 · (1 + cos(π · ep / 100)) at the start of
+    epoch ep; calibexp's cosine, stepped after each epoch, trains epoch ep at the same lr."""
+    import math
+
+    cfg = load_config(
+        [DEMO, str(ROOT / "configs/_base_/schedules/safcl_repo_100e_cosine.yaml")],
+        ["protocol=safcl"],
+    )
+    assert (cfg.schedule.name, cfg.schedule.epochs, cfg.train.epochs) == ("cosine", 100, 100)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.optim.lr)
+    scheduler = SCHEDULES.build("cosine", optimizer, epochs=cfg.schedule.epochs)
+    for epoch in range(100):
+        expected = 0.1 * 0.5 * (1 + math.cos(math.pi * epoch / 100))
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        optimizer.step()
+        scheduler.step()
+    with pytest.raises(CalibexpError, match=r"schedule.epochs': got 0"):
+        load_config(DEMO, ["schedule.name=cosine"])
+
+
+@pytest.mark.parametrize(
+    "cell, epochs", [("cifar10/wrn26_10/brier", 550), ("cifar100/resnet110/brier", 430)]
+)
+def test_torrvisions_longer_brier_runs(cell, epochs):
+    """torrvision's train scripts run these two Brier cells longer (-e 550, -e 430), and its
+    evaluate scripts load those final weights; the milestones stay at 150 and 250."""
+    cfg = load_config(CELL.format(cell))
+    assert (cfg.train.epochs, cfg.schedule.milestones, cfg.protocol) == (
+        epochs,
+        [150, 250],
+        "torrvision",
+    )

@@ -7,6 +7,7 @@ scheduler order) with parameters equal to 1e-6, for CE, focal, Brier and MMCE.""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -199,3 +200,48 @@ def test_sum_and_clip_equal_the_mean_with_lr_and_clip_and_decay_rescaled():
 
     assert gap("summed", "mean") < 1e-6
     assert gap("summed", "lr_only") > 1e-2
+
+
+def test_a_metacal_run_logs_its_meta_val_drops_the_lr_early_and_tests_the_best_val_accuracy(
+    tracking_store, tmp_path
+):
+    """A real run under ``protocol=metacal``, read back through MlflowClient: splits.npz holds
+    meta-val (as large as val, out of train), the LR drops one epoch before its milestone, and
+    test is evaluated on best.pt, the epoch of the highest val accuracy."""
+    from mlflow.tracking import MlflowClient
+
+    from calibexp.engine import predict
+    from calibexp.run import run_experiment
+    from calibexp.tracking.checkpoints import BEST, load_checkpoint
+    from tests.support import FAST
+
+    cfg = load_config(
+        ROOT / "configs/demo.yaml",
+        [*FAST, "protocol=metacal", "train.epochs=4", "schedule.milestones=[2]", "device=cpu"],
+    )
+    run_id = run_experiment(cfg).run_id
+    client = MlflowClient(tracking_store)
+    client.download_artifacts(run_id, "splits.npz", str(tmp_path))
+    client.download_artifacts(run_id, "logits/test.npz", str(tmp_path))
+    with np.load(tmp_path / "splits.npz") as stored:
+        splits = {name: stored[name] for name in stored.files}
+    assert {name: len(ix) for name, ix in splits.items()} == {
+        "train": 447,
+        "val": 450,
+        "meta_val": 450,
+        "test": 450,
+    }
+    assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(1797))
+
+    lrs = [m.value for m in sorted(client.get_metric_history(run_id, "lr"), key=lambda m: m.step)]
+    assert lrs == pytest.approx([0.1, 0.01, 0.01, 0.01])  # milestone 2, stepped at epoch start
+
+    history = sorted(client.get_metric_history(run_id, "val/acc"), key=lambda m: m.step)
+    accuracies = [m.value for m in history]
+    best = load_checkpoint(client, run_id, BEST)
+    assert best["epoch"] == accuracies.index(max(accuracies))
+    parts = build_parts(cfg)
+    parts.model.load_state_dict(best["model"])
+    logits, _ = predict(parts.model, parts.test_loader, parts.autocast)
+    with np.load(tmp_path / "test.npz") as logged:
+        assert np.allclose(logged["logits"], logits.numpy(), rtol=0, atol=1e-5)
