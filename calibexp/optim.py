@@ -2,7 +2,8 @@
 
 The papers' CIFAR recipe (Mukhoti et al. 2020; torrvision/focal_calibration) is
 ``optim: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 5e-4}`` with
-``schedule: {name: multistep, milestones: [150, 250], gamma: 0.1}`` over 350 epochs.
+``schedule: {name: multistep, milestones: [150, 250], gamma: 0.1}`` over 350 epochs, under
+``protocol: torrvision`` (summed losses, gradient norm clipped at 2: calibexp.protocols).
 Schedules are stepped once per epoch, *after* the epoch (PyTorch >= 1.1 order), or, with
 ``train.lr_step: epoch_start``, also once before the first epoch, which is torrvision's
 ``scheduler.step()`` at each epoch's start and moves every drop one epoch earlier.

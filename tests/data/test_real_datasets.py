@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from calibexp.data import DATASETS, SHIFTED
-from calibexp.data.cifar import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN
+from calibexp.data.cifar import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
 from calibexp.data.tiny_imagenet import CACHE, IMAGENET_MEAN
 from calibexp.errors import CalibexpError
 from tests.support import ROOT
@@ -163,3 +163,33 @@ def test_data_entry_point_reports_and_fails_cleanly(tmp_path):
     bad = subprocess.run([*script, "--root", str(tmp_path / "x")], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("calibexp: error: cifar10: ")
+
+
+def test_cifar100_torrvision_normalisation_is_its_mismatch(tmp_path):
+    """data.normalisation=torrvision: the references' Data/cifar100.py normalise train and val
+    with the CIFAR-10 statistics and test with ImageNet's; checked through the loaders a run
+    uses against torchvision's ToTensor + Normalize on the same images."""
+    from torchvision.transforms import functional as TF
+
+    from calibexp.config import load_config
+    from calibexp.data.tiny_imagenet import IMAGENET_STD
+    from calibexp.parts import build_data
+
+    written = write_cifar100(tmp_path)
+    overrides = ["data.name=cifar100", f"data.root={tmp_path}", "data.val_size=10", "device=cpu"]
+    for normalisation, train_stats, test_stats in (
+        ("torrvision", (CIFAR10_MEAN, CIFAR10_STD), (IMAGENET_MEAN, IMAGENET_STD)),
+        ("own", (CIFAR100_MEAN, CIFAR100_STD), (CIFAR100_MEAN, CIFAR100_STD)),
+    ):
+        cfg = load_config(
+            ROOT / "configs/demo.yaml", [*overrides, f"data.normalisation={normalisation}"]
+        )
+        data, (_, val_loader, test_loader) = build_data(cfg, torch.device("cpu"))
+        for loader, split, (mean, std) in (
+            (val_loader, data.val, train_stats),
+            (test_loader, data.test, test_stats),
+        ):
+            got = next(iter(loader.batches()))[0]
+            expected = TF.normalize(split.images[: len(got)].float() / 255, mean, std)
+            assert torch.allclose(got, expected, atol=1e-5), (normalisation, mean)
+    assert np.array_equal(data.test.labels.numpy(), written["test_labels"])
