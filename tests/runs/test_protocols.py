@@ -245,3 +245,34 @@ def test_a_metacal_run_logs_its_meta_val_drops_the_lr_early_and_tests_the_best_v
     logits, _ = predict(parts.model, parts.test_loader, parts.autocast)
     with np.load(tmp_path / "test.npz") as logged:
         assert np.allclose(logged["logits"], logits.numpy(), rtol=0, atol=1e-5)
+
+
+def test_a_resumed_torrvision_run_keeps_the_schedules_order():
+    """The step before the first epoch is in the scheduler's state: a run resumed from its
+    epoch-2 checkpoint trains epochs 2-3 at the same LR and ends at the same weights as one
+    trained through (milestone 2 reached before epoch 1)."""
+    from dataclasses import asdict
+
+    from calibexp.seeding import rng_state
+    from calibexp.training import restore
+
+    through_cfg = protocol_config("ce", ["train.epochs=4"])
+    through = build_parts(through_cfg)
+    fit(through, NoRecorder(), 0, BestSoFar("min"))
+
+    first = build_parts(with_overrides(through_cfg, ["train.epochs=2"]))
+    fit(first, NoRecorder(), 0, BestSoFar("min"))
+    state = {
+        "model": first.model.state_dict(),
+        "optimizer": first.optimizer.state_dict(),
+        "scheduler": first.scheduler.state_dict(),
+        "rng": rng_state(),
+        "epoch": 1,
+        "best": asdict(BestSoFar("min")),
+    }
+    resumed = build_parts(through_cfg)
+    start, best = restore(resumed, state)
+    assert start == 2 and resumed.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+    fit(resumed, NoRecorder(), start, best)
+    for a, b in zip(through.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
