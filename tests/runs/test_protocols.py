@@ -198,8 +198,8 @@ def test_sum_and_clip_equal_the_mean_with_lr_and_clip_and_decay_rescaled():
         pairs = zip(runs[a].model.parameters(), runs[b].model.parameters())
         return max((x - y).abs().max().item() for x, y in pairs)
 
-    assert gap("summed", "mean") < 1e-6
-    assert gap("summed", "lr_only") > 1e-2
+    assert gap("summed", "mean") < 1e-6  # 6e-8 measured (float32)
+    assert gap("summed", "lr_only") > 1e-2  # 0.61 measured
 
 
 def test_a_metacal_run_logs_its_meta_val_drops_the_lr_early_and_tests_the_best_val_accuracy(
