@@ -186,9 +186,12 @@ def record_config(run: TrackedRun, cfg: ExperimentConfig, data: DataBundle) -> N
         run.log_text(to_yaml(cfg), "config.yaml")
         run.log_arrays(data.indices, SPLITS_ARTIFACT)
         run.log_dataset(dataset_input(cfg, data.split_digest))
+        # In the store before the first epoch: a run whose worker dies from here on can be
+        # resumed by another (it reads config.yaml), and a store that refuses the upload fails
+        # the run now, not epochs later.
+        run.flush()
 
-    # Each upload may surface the failure of the one queued before it: the run ends FAILED
-    # with that reason, never left RUNNING.
+    # A failed upload ends the run FAILED with its reason, never left RUNNING.
     guarded(run, record, finish_on_success=False)
 
 
