@@ -10,7 +10,15 @@ from __future__ import annotations
 from calibexp.engine import autocast_for, resolve_device
 from calibexp.evaluation import evaluate_and_log
 from calibexp.parts import build_data, build_model
-from calibexp.run import RunResult, describe, guarded, record_config, run_tags, source_config
+from calibexp.run import (
+    RunResult,
+    describe,
+    guarded,
+    record_config,
+    require_same_split,
+    run_tags,
+    source_config,
+)
 from calibexp.seeding import seed_everything
 from calibexp.tracking.checkpoints import load_checkpoint
 from calibexp.tracking.names import evaluation_name
@@ -27,6 +35,7 @@ def reevaluate(run_id: str, checkpoint: str | None = None) -> RunResult:
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed, cfg.deterministic)
     data, (_, val_loader, test_loader) = build_data(cfg, device)
+    require_same_split(run_id, source.data.tags, data)
     model = build_model(cfg, data, device)
     model.load_state_dict(state["model"])
 

@@ -216,6 +216,7 @@ def _take_over(
     build them (no data under its root) fails before it claims, and the run is left as it was."""
     attempt, run_id, client = state.attempt + 1, state.run.info.run_id, registry.client
     parts = build_parts(with_machine_keys(source_config(client, run_id), local), data_cache)
+    require_same_split(run_id, state.run.data.tags, parts.data)
     if not registry.claim(key, attempt):
         return _nothing_to_train(client, registry.state(key), local)
     run = TrackedRun.attach(client, run_id)
@@ -444,4 +445,31 @@ def source_config(client: MlflowClient, run_id: str) -> ExperimentConfig:
                 f"run '{run_id}' has no config.yaml artifact; it was not made by calibexp"
             ) from None
         with open(local) as handle:
-            return config_from_dict(yaml.safe_load(handle))
+            logged = yaml.safe_load(handle)
+    return config_from_dict(with_split_of_its_time(logged))
+
+
+def with_split_of_its_time(logged: dict[str, Any]) -> dict[str, Any]:
+    """A logged config as the run was trained: one logged before ``data.split`` existed held
+    its val out by calibexp's earlier ``permutation``, which a resume or re-evaluation must
+    rebuild (the default is now the references' split)."""
+    import inspect
+
+    from calibexp.data import DATASETS
+
+    data = logged.get("data") or {}
+    name = data.get("name")
+    if name in DATASETS.names() and "split" in inspect.signature(DATASETS.get(name)).parameters:
+        data.setdefault("split", "permutation")
+    return logged
+
+
+def require_same_split(run_id: str, tags: dict[str, str], data: DataBundle) -> None:
+    """Refuse to continue or evaluate a run on other samples than it was trained on."""
+    logged = tags.get("calibexp.split_digest")
+    if logged is not None and logged != data.split_digest:
+        raise CalibexpError(
+            f"run '{run_id}' was trained on split {logged}, but its config builds split "
+            f"{data.split_digest} here: its dataset files or split settings differ from those it "
+            "was trained with; point data.root at the files it was trained on"
+        )
