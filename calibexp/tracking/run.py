@@ -35,6 +35,7 @@ from calibexp.tracking.launcher import take_launcher
 from calibexp.tracking.ops_tags import CREATE_TOKEN_TAG, HOST_TAG, PID_TAG
 from calibexp.tracking.store import (
     first_line,
+    log_inputs,
     open_store,
     patient,
     permission_denied,
@@ -158,7 +159,7 @@ class TrackedRun:
 
     def log_dataset(self, dataset: Any) -> None:
         """Record ``dataset`` (an ``mlflow.entities.DatasetInput``) as the run's input."""
-        self._fenced(lambda: self.raw.log_inputs(self.run_id, datasets=[dataset]))
+        self._fenced(lambda: log_inputs(self.raw, self.run_id, [dataset]))
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         items = [RunTag(k, str(v)) for k, v in tags.items()]

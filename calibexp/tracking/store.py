@@ -116,11 +116,28 @@ def set_experiment_tag(client: Any, experiment_id: str, key: str, value: str) ->
     MLflow's SQL store writes an experiment tag as read-then-insert (SQLAlchemy ``merge``): two
     workers that both find the key absent both insert, and the loser is refused with a unique-key
     violation (BAD_REQUEST) although the tag now exists. Its second try finds the row and
-    updates it, so a lost insert is retried (a few times: each loss means another writer won).
+    updates it.
     """
+    retry_lost_insert(lambda: client.set_experiment_tag(experiment_id, key, value))
+
+
+def log_inputs(client: Any, run_id: str, datasets: list[Any]) -> None:
+    """``client.log_inputs``, safe when many workers log the same new dataset at once.
+
+    MLflow's SQL store (``_log_inputs_impl``) looks the dataset up by (experiment, name,
+    digest) and inserts it when absent: the first runs of several workers on one experiment and
+    one split race there, and the losers are refused with a violation of ``dataset_pk``. The
+    whole write was rolled back; its second try finds the dataset and links the run to it.
+    """
+    retry_lost_insert(lambda: client.log_inputs(run_id, datasets=datasets))
+
+
+def retry_lost_insert(write: Callable[[], Any]) -> None:
+    """Run ``write``, again when it lost a read-then-insert race to another writer (a few
+    times: each loss means another writer's row now exists)."""
     for tries_left in reversed(range(4)):
         try:
-            client.set_experiment_tag(experiment_id, key, value)
+            write()
             return
         except MlflowException as err:
             text = str(err).lower()

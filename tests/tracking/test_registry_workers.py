@@ -344,8 +344,9 @@ def test_sixteen_claimants_fifty_keys_one_winner_each(server, tmp_path):
 
 
 def race_tag_setters(server, tmp_path, experiment: str, keys: int, *flags: str) -> list:
-    """16 processes set the same ``keys`` new experiment tags in the same order, from one
-    moment; returns the finished processes with their (stdout, stderr)."""
+    """16 processes set the same ``keys`` new experiment tags (with ``--datasets``: log the same
+    new datasets) in the same order, from one moment; returns the finished processes with their
+    (stdout, stderr)."""
     go = tmp_path / f"go-{experiment}"
     setters = [
         subprocess.Popen(
@@ -388,6 +389,38 @@ def test_mlflow_own_experiment_tag_write_loses_the_race(server, tmp_path):
         experiment = client.create_experiment(f"tag-race-raw-{round_number}")
         finished = race_tag_setters(server, tmp_path, experiment, 30, "--raw")
         lost = [err for setter, (out, err) in finished if setter.returncode != 0]
+        if lost:
+            break
+    assert lost and all("duplicate key value violates unique constraint" in e for e in lost), [
+        e[-500:] for e in lost
+    ]
+
+
+def test_sixteen_loggers_of_one_new_dataset_all_succeed(server, tmp_path):
+    """MLflow logs a dataset input as read-then-insert of the dataset row, so the first runs of
+    several workers on one experiment and split race there; calibexp's log_inputs retries the
+    lost insert, and every run is linked to the one dataset row of each digest."""
+    client = MlflowClient(server.uri)
+    experiment = client.create_experiment("dataset-race")
+    for logger, (out, err) in race_tag_setters(server, tmp_path, experiment, 30, "--datasets"):
+        assert logger.returncode == 0 and out.strip() == "done", err[-2000:]
+    runs = client.search_runs([experiment], max_results=100)
+    assert len(runs) == 16
+    for run in runs:
+        digests = sorted(d.dataset.digest for d in run.inputs.dataset_inputs)
+        assert digests == [f"digest{i:02d}" for i in range(30)], run.info.run_name
+
+
+def test_mlflow_own_dataset_log_loses_the_race(server, tmp_path):
+    """The race above is real: through MLflow's own log_inputs some of the 16 loggers are
+    refused (up to three rounds, each on a fresh experiment), each with the dataset_pk
+    violation."""
+    client = MlflowClient(server.uri)
+    lost: list[str] = []
+    for round_number in range(3):
+        experiment = client.create_experiment(f"dataset-race-raw-{round_number}")
+        finished = race_tag_setters(server, tmp_path, experiment, 30, "--datasets", "--raw")
+        lost = [err for logger, (out, err) in finished if logger.returncode != 0]
         if lost:
             break
     assert lost and all("duplicate key value violates unique constraint" in e for e in lost), [
