@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from calibexp.errors import CalibexpError, require
+from calibexp.protocols import DEFAULT_PROTOCOL, PROTOCOLS, protocol_settings
 from calibexp.registry import closest
 from calibexp.yaml_files import read_yaml_mapping
 
@@ -197,7 +198,7 @@ class ExperimentConfig:
     loss: Any
     optim: Any
     schedule: Any
-    protocol: str = "calibexp"  # calibexp.protocols: whose training settings were merged in
+    protocol: str = DEFAULT_PROTOCOL  # calibexp.protocols: whose settings were merged in
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms; slower on CUDA
     device: str = "auto"  # auto picks CUDA, then MPS, then CPU; or cpu | cuda | cuda:N | mps
@@ -206,8 +207,6 @@ class ExperimentConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
-        from calibexp.protocols import PROTOCOLS
-
         require(self.device.split(":")[0] in DEVICES, "device", self.device, " | ".join(DEVICES))
         require(self.protocol in PROTOCOLS, "protocol", self.protocol, " | ".join(PROTOCOLS))
         drawn = self.eval.diagram_epochs(self.train.epochs)
@@ -351,8 +350,6 @@ def _with_bases(node: DictConfig, path: Path, chain: tuple[Path, ...]) -> DictCo
 def _with_protocol(base: DictConfig, top: DictConfig) -> DictConfig:
     """``base`` with the settings of the protocol ``top`` names merged on (for the loss ``top``
     or else ``base`` holds); ``base`` itself when ``top`` names none."""
-    from calibexp.protocols import protocol_settings
-
     if "protocol" not in top:
         return base
     loss = top.get("loss") if isinstance(top.get("loss"), DictConfig) else None

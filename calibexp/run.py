@@ -69,6 +69,8 @@ from calibexp.training import BestSoFar, fit, restore
 # The positions of each split's samples in the dataset's files (DataBundle.indices): arrays
 # train, val, test, and meta_val where the run holds one out.
 SPLITS_ARTIFACT = "splits.npz"
+# The digest of those indices, the tag that says which samples a run was trained on.
+SPLIT_DIGEST_TAG = "calibexp.split_digest"
 
 
 @dataclass
@@ -346,7 +348,7 @@ def run_tags(cfg: ExperimentConfig, data: DataBundle) -> dict[str, str]:
     with the digest of the exact train/val/test indices it used."""
     return {
         "calibexp.run_key": run_key(cfg),
-        "calibexp.split_digest": data.split_digest,
+        SPLIT_DIGEST_TAG: data.split_digest,
         "calibexp.dataset": cfg.data.name,
         "calibexp.model": cfg.model.name,
         "calibexp.loss": cfg.loss.name,
@@ -466,7 +468,7 @@ def with_split_of_its_time(logged: dict[str, Any]) -> dict[str, Any]:
 
 def require_same_split(run_id: str, tags: dict[str, str], data: DataBundle) -> None:
     """Refuse to continue or evaluate a run on other samples than it was trained on."""
-    logged = tags.get("calibexp.split_digest")
+    logged = tags.get(SPLIT_DIGEST_TAG)
     if logged is not None and logged != data.split_digest:
         raise CalibexpError(
             f"run '{run_id}' was trained on split {logged}, but its config builds split "

@@ -7,10 +7,9 @@ shipped inside scikit-learn, so it runs everywhere with no download.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from sklearn.datasets import load_digits
 
-from calibexp.data.bundle import DataBundle, Split, seeded_split, split_indices
+from calibexp.data.bundle import DataBundle, Split, as_split, seeded_split, split_indices
 from calibexp.data.registry import DATASETS
 from calibexp.errors import CalibexpError
 
@@ -43,7 +42,7 @@ def digits(
     indices, digest = split_indices(train_idx, val_idx, test_idx, meta_idx)
 
     def split(idx: np.ndarray) -> Split:
-        return Split(torch.from_numpy(images[idx]), torch.from_numpy(labels[idx]))
+        return as_split(images[idx], labels[idx])
 
     train_pixels = images[train_idx].astype(np.float64) / 255
     return DataBundle(
