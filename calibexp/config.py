@@ -141,6 +141,49 @@ class EvalConfig:
         return [e for i, e in enumerate(val) if i % self.diagram_every == 0 or e == val[-1]]
 
 
+# The meta-objective on a meta-val batch: the reference's CE + β·DECE, or β·DECE alone (the
+# multi-domain variant's).
+MetaObjective = Literal["ce_dece", "dece"]
+# How meta-val batches follow each other within an epoch: ``cycle`` replays the epoch's first
+# pass (the reference's itertools.cycle caches it); ``reshuffle`` draws a new pass each time.
+MetaReplay = Literal["cycle", "reshuffle"]
+NO_META = "none"
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    """Meta-calibration (Bohdal et al., TMLR 2023; calibexp.meta): ``name`` a meta-learner of
+    calibexp.meta.learners, or ``none`` for a plain run. The defaults are the reference's."""
+
+    name: str = NO_META
+    lr: float = 1e-3  # Adam on the hyper-parameters
+    weight_decay: float = 0.0  # Adam's (5e-5 in the multi-domain variant)
+    beta: float = 0.5  # meta-loss = CE + beta·DECE (or beta·DECE: objective dece)
+    objective: MetaObjective = "ce_dece"
+    bins: int = 15  # DECE's soft bins M, ranking temperature t_a, binning temperature t_b
+    t_a: float = 100.0
+    t_b: float = 0.01
+    per_domain: bool = False  # one ε vector per training domain (label_smoothing_vector)
+    # The reference's quirks, each a switch (README "Meta-calibration"): the meta-loss's
+    # gradient also reaches the model's weights (nothing zeroes them between its backward and
+    # the training loss's); the meta-val forward updates BatchNorm's running statistics.
+    leak_to_model: bool = True
+    bn_from_meta_val: bool = True
+    replay: MetaReplay = "cycle"
+
+    def __post_init__(self) -> None:
+        require(self.lr > 0, "meta.lr", self.lr, "> 0")
+        require(self.weight_decay >= 0, "meta.weight_decay", self.weight_decay, ">= 0")
+        require(self.beta >= 0, "meta.beta", self.beta, ">= 0")
+        require(self.bins >= 1, "meta.bins", self.bins, "an integer >= 1")
+        require(self.t_a > 0, "meta.t_a", self.t_a, "> 0")
+        require(self.t_b > 0, "meta.t_b", self.t_b, "> 0")
+
+    @property
+    def enabled(self) -> bool:
+        return self.name != NO_META
+
+
 @dataclass(frozen=True)
 class TrackingConfig:
     experiment: str = "calibexp"  # used when no MLflow run or experiment is handed to us
@@ -204,6 +247,7 @@ class ExperimentConfig:
     device: str = "auto"  # auto picks CUDA, then MPS, then CPU; or cpu | cuda | cuda:N | mps
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
@@ -419,6 +463,7 @@ def validate(raw: DictConfig) -> ExperimentConfig:
     for section, schema in (
         ("train", TrainConfig),
         ("eval", EvalConfig),
+        ("meta", MetaConfig),
         ("tracking", TrackingConfig),
     ):
         sections[section] = structured(
@@ -465,6 +510,36 @@ def _dry_build(cfg: ExperimentConfig, registries: dict[str, Any]) -> None:
             CALIBRATORS.get(name)
         except CalibexpError as err:
             raise CalibexpError(f"eval.calibrators: {err}") from None
+    _check_meta(cfg)
+
+
+def _check_meta(cfg: ExperimentConfig) -> None:
+    """A meta-learner that exists, fits the loss and has a meta-val split to learn on."""
+    if not cfg.meta.enabled:
+        return
+    from calibexp.meta.learners import META_LEARNERS
+
+    try:
+        info = META_LEARNERS.info(cfg.meta.name)
+    except CalibexpError as err:
+        raise CalibexpError(f"meta.name: {err} (or none)") from None
+    if not info.get("adds_to_loss") and cfg.loss.name != "ce":
+        raise CalibexpError(
+            f"meta.name={cfg.meta.name} trains on its own label-smoothed cross-entropy, so "
+            f"loss.name={cfg.loss.name} would be ignored; set loss.name=ce (or meta.name=l2_head, "
+            "which adds to the loss)"
+        )
+    if cfg.meta.per_domain and not info.get("per_domain"):
+        raise CalibexpError(
+            f"meta.per_domain=true needs meta.name=label_smoothing_vector (one ε vector per "
+            f"domain), not {cfg.meta.name}"
+        )
+    if not getattr(cfg.data, "meta_val_size", 0):
+        raise CalibexpError(
+            f"meta.name={cfg.meta.name} learns on a meta-val split, but data.meta_val_size is "
+            f"{getattr(cfg.data, 'meta_val_size', 0)}; set data.meta_val_size > 0 (protocol=metacal "
+            "makes it as large as val)"
+        )
 
 
 def structured(schema: type, values: dict[str, Any], prefix: str) -> Any:
@@ -530,10 +605,12 @@ def flatten(cfg: ExperimentConfig) -> dict[str, str]:
 
 def run_key(cfg: ExperimentConfig) -> str:
     """A stable hash of what the run computes (``NON_SEMANTIC`` keys excluded)."""
+    # A plain run's key leaves the meta section out: the keys runs had before it existed.
+    skipped = NON_SEMANTIC if cfg.meta.enabled else (*NON_SEMANTIC, "meta")
     semantic = {
         key: value
         for key, value in flatten(cfg).items()
-        if not any(key == skip or key.startswith(skip + ".") for skip in NON_SEMANTIC)
+        if not any(key == skip or key.startswith(skip + ".") for skip in skipped)
     }
     return hashlib.sha256(json.dumps(semantic, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -63,24 +65,80 @@ def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractCon
     return contextlib.nullcontext()
 
 
+class PlainStep:
+    """One optimiser step on the loss: forward, backward on the batch mean (or, with
+    ``summed``, B times it: torrvision's sum over the batch), clip at ``grad_clip``, step.
+
+    The step strategy contract, which ``calibexp.meta.step.MetaStep`` follows too:
+    ``begin_epoch(epoch, lr)``; ``step(inputs, targets, *context) -> (logits, loss)`` with the
+    batch-mean loss, detached; ``end_epoch() -> dict`` of the epoch's own metrics;
+    ``state_dict()`` / ``load_state_dict()`` for checkpoints; ``artifacts()`` to log with each
+    checkpoint; ``figures()`` to draw at the end.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: CalibrationLoss,
+        optimizer: torch.optim.Optimizer,
+        *,
+        autocast: contextlib.AbstractContextManager,
+        grad_clip: float | None,
+        summed: bool,
+    ) -> None:
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.autocast, self.grad_clip, self.summed = autocast, grad_clip, summed
+
+    def begin_epoch(self, epoch: int, lr: float) -> None:
+        return None
+
+    def step(
+        self, inputs: torch.Tensor, targets: torch.Tensor, *context: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.autocast:
+            logits = self.model(inputs).float()  # losses and metrics always see float32 logits
+        loss = self.loss_fn(logits, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss * len(targets) if self.summed else loss).backward()
+        self.clip_and_step()
+        return logits, loss.detach()
+
+    def clip_and_step(self) -> None:
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+
+    def end_epoch(self) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+    def artifacts(self) -> dict[str, dict[str, np.ndarray]]:
+        return {}
+
+    def figures(self) -> dict[str, Callable[[], Any]]:
+        return {}
+
+
 def train_one_epoch(
     model: nn.Module,
+    train_step: PlainStep,
     loss_fn: CalibrationLoss,
-    optimizer: torch.optim.Optimizer,
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterator[tuple[torch.Tensor, ...]],
     *,
     steps: int,
-    autocast: contextlib.AbstractContextManager,
-    grad_clip: float | None,
-    summed: bool,
     progress: bool,
     desc: str,
 ) -> dict[str, float]:
-    """One pass over shuffled training batches; each step on the batch-mean loss, or with
-    ``summed`` on B times it (torrvision's sum over the batch), clipped at ``grad_clip``.
+    """One pass over shuffled training batches, one ``train_step`` each.
 
-    Returns ``train/loss``, ``train/acc`` and the loss's evidence: ``evidence/<key>`` for each
-    of its ``components`` (sample-weighted mean over the epoch) and ``diagnostics`` (first batch).
+    Returns ``train/loss``, ``train/acc``, the loss's evidence (``evidence/<key>`` for each of
+    its ``components``, the sample-weighted mean over the epoch, and its ``diagnostics`` on the
+    first batch) and the step's own metrics (``meta/…``).
     """
     model.train()
     device = next(model.parameters()).device
@@ -88,20 +146,12 @@ def train_one_epoch(
     first_batch: dict[str, torch.Tensor] = {}
     seen = 0
     bar = tqdm(batches, total=steps, desc=desc, leave=False, disable=None if progress else True)
-    for step, (inputs, targets) in enumerate(bar):
-        with autocast:
-            logits = model(inputs).float()  # losses and metrics always see float32 logits
-        loss = loss_fn(logits, targets)
+    for step, (inputs, targets, *context) in enumerate(bar):
+        logits, loss = train_step.step(inputs, targets, *context)
         n = len(targets)
-        optimizer.zero_grad(set_to_none=True)
-        (loss * n if summed else loss).backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-
         seen += n
         with torch.no_grad():
-            sums["train/loss"] += loss.detach() * n
+            sums["train/loss"] += loss * n
             sums["train/acc"] += (logits.argmax(dim=1) == targets).sum()
             for key, value in loss_fn.components(logits.detach(), targets).items():
                 sums[f"evidence/{key}"] = sums.get(f"evidence/{key}", 0) + value.mean() * n
@@ -119,7 +169,7 @@ def train_one_epoch(
     keys = [*sums, *first_batch]
     # One device->host transfer for the whole epoch's numbers.
     values = torch.stack([*(v / seen for v in sums.values()), *first_batch.values()]).tolist()
-    return dict(zip(keys, values))
+    return {**dict(zip(keys, values)), **train_step.end_epoch()}
 
 
 @torch.no_grad()
@@ -129,7 +179,7 @@ def predict(
     """Float32 logits [N, K] and targets [N] of a split, in its fixed order."""
     model.eval()
     logits, targets = [], []
-    for inputs, labels in loader.batches():
+    for inputs, labels, *_ in loader.batches():
         with autocast:
             out = model(inputs)
         logits.append(out.float())

@@ -11,7 +11,8 @@ import torch
 
 from calibexp.config import ExperimentConfig
 from calibexp.data import DATASETS, DataBundle, DeviceLoader
-from calibexp.engine import autocast_for, resolve_device
+from calibexp.engine import PlainStep, autocast_for, resolve_device
+from calibexp.errors import CalibexpError
 from calibexp.losses import LOSSES
 from calibexp.models import BACKBONES
 from calibexp.optim import OPTIMIZERS, SCHEDULES
@@ -34,6 +35,7 @@ class Parts:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     autocast: Any
+    step: PlainStep  # how each training batch is stepped on: plain, or meta-calibration's
 
 
 def build_data(
@@ -77,6 +79,8 @@ def build_parts(cfg: ExperimentConfig, data_cache: dict[str, Any] | None = None)
     scheduler = SCHEDULES.build(cfg.schedule.name, optimizer, **hyperparameters(cfg.schedule))
     if cfg.train.lr_step == "epoch_start":
         step_before_training(scheduler)
+    loss = LOSSES.build(cfg.loss.name, **hyperparameters(cfg.loss)).to(device)
+    autocast = autocast_for(device, cfg.train.precision)
     return Parts(
         cfg=cfg,
         device=device,
@@ -85,10 +89,60 @@ def build_parts(cfg: ExperimentConfig, data_cache: dict[str, Any] | None = None)
         val_loader=val_loader,
         test_loader=test_loader,
         model=model,
-        loss=LOSSES.build(cfg.loss.name, **hyperparameters(cfg.loss)).to(device),
+        loss=loss,
         optimizer=optimizer,
         scheduler=scheduler,
-        autocast=autocast_for(device, cfg.train.precision),
+        autocast=autocast,
+        step=build_step(cfg, data, model, loss, optimizer, autocast),
+    )
+
+
+def build_step(
+    cfg: ExperimentConfig,
+    data: DataBundle,
+    model: torch.nn.Module,
+    loss: Any,
+    optimizer: torch.optim.Optimizer,
+    autocast: Any,
+) -> PlainStep:
+    """The training step strategy: plain, or meta-calibration's with the learner ``meta.name``
+    on the meta-val split (never augmented)."""
+    settings = {
+        "autocast": autocast,
+        "grad_clip": cfg.train.grad_clip,
+        "summed": cfg.train.loss_reduction == "sum" and loss.sums_over_batch,
+    }
+    if not cfg.meta.enabled:
+        return PlainStep(model, loss, optimizer, **settings)
+    from calibexp.meta.learners import META_LEARNERS
+    from calibexp.meta.step import MetaStep, classifier_head
+
+    if data.meta_val is None:
+        raise CalibexpError(
+            f"meta.name={cfg.meta.name} needs a meta-val split; set data.meta_val_size > 0"
+        )
+    if cfg.meta.per_domain and not data.domain_names:
+        raise CalibexpError(
+            f"meta.per_domain=true needs a dataset of several domains; {cfg.data.name} has one "
+            "(use data.name=rotated_digits or cifar10_domains)"
+        )
+    device = next(model.parameters()).device
+    head = classifier_head(model)[1]
+    domains = len(data.domain_names) if cfg.meta.per_domain else 1
+    learner = META_LEARNERS.build(
+        cfg.meta.name, data.num_classes, [head.weight.shape, head.bias.shape], domains
+    ).to(device)
+    meta_val = DeviceLoader(data.meta_val, cfg.train.batch_size, device, data.mean, data.std)
+    return MetaStep(
+        model,
+        loss,
+        optimizer,
+        learner,
+        meta_val,
+        cfg.meta,
+        seed=cfg.seed,
+        domain_names=data.domain_names,
+        **settings,
     )
 
 

@@ -393,6 +393,8 @@ def _train_and_evaluate(
     recorder = EpochRecorder.for_config(run, cfg)
     fit(parts, recorder, start, best, trial.after_epoch if trial else None)
     log_evolution(run, cfg.eval.evolution_epochs, cfg.train.epochs)
+    for path, figure in parts.step.figures().items():  # what a meta-learner learned
+        run.log_figure(figure, path)
     if trial is not None:  # test is evaluated once, after the search, never inside it
         return RunResult(run.run_id, {})
     if cfg.eval.test_checkpoint == "best":

@@ -25,14 +25,17 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.backends.cudnn.deterministic = deterministic
 
 
-def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
-    """The generator for one epoch's shuffling and augmentation.
+def epoch_generator(
+    seed: int, epoch: int, device: torch.device, stream: int = 0
+) -> torch.Generator:
+    """The generator for one epoch's shuffling and augmentation (``stream`` 0: training
+    batches; others for other draws, such as meta-calibration's meta-val batches).
 
-    Derived from (seed, epoch) alone, so a resumed run draws exactly the batches an
+    Derived from (seed, epoch, stream) alone, so a resumed run draws exactly the batches an
     uninterrupted run would, without having to carry the data RNG in the checkpoint.
     """
     generator = torch.Generator(device=device)
-    generator.manual_seed(seed * 1_000_003 + epoch)
+    generator.manual_seed(seed * 1_000_003 + epoch + stream * 2**40)
     return generator
 
 

@@ -61,16 +61,14 @@ def fit(
         started = time.perf_counter()
         parts.loss.on_epoch_start(epoch)
         lr = current_lr(parts.optimizer)
+        parts.step.begin_epoch(epoch, lr)
         batches = parts.train_loader.batches(epoch_generator(cfg.seed, epoch, parts.device))
         train = train_one_epoch(
             parts.model,
+            parts.step,
             parts.loss,
-            parts.optimizer,
             batches,
             steps=len(parts.train_loader),
-            autocast=parts.autocast,
-            grad_clip=cfg.train.grad_clip,
-            summed=cfg.train.loss_reduction == "sum" and parts.loss.sums_over_batch,
             progress=cfg.train.progress,
             desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
         )
@@ -124,6 +122,8 @@ def training_state(parts: Parts, epoch: int, best: BestSoFar) -> dict[str, Any]:
         "rng": rng_state(),
         "best": dataclasses.asdict(best),
         "config": to_dict(parts.cfg),
+        "step": parts.step.state_dict(),  # the meta-learner and its optimiser, if any
+        "artifacts": parts.step.artifacts(),  # logged beside the checkpoint (EpochRecorder)
     }
 
 
@@ -133,4 +133,5 @@ def restore(parts: Parts, state: dict[str, Any]) -> tuple[int, BestSoFar]:
     parts.optimizer.load_state_dict(state["optimizer"])
     parts.scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
+    parts.step.load_state_dict(state.get("step", {}))
     return int(state["epoch"]) + 1, BestSoFar(**state["best"])

@@ -18,10 +18,16 @@ Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 class Split:
     images: torch.Tensor  # uint8 [N, C, H, W]
     labels: torch.Tensor  # int64 [N]
+    # int64 [N]: each sample's domain, an index into DataBundle.domain_names, for a dataset
+    # made of several domains (rotated digits); None for one domain.
+    domains: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         assert self.images.dtype == torch.uint8 and self.images.ndim == 4, self.images.shape
         assert self.labels.dtype == torch.int64 and len(self.labels) == len(self.images)
+        assert self.domains is None or (
+            self.domains.dtype == torch.int64 and len(self.domains) == len(self.labels)
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -47,6 +53,11 @@ class DataBundle:
     # (mean, std) the test split is normalised with when it differs from train/val's: only
     # torrvision's CIFAR-100 convention (cifar.py, data.normalisation=torrvision).
     test_normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    # The named domains of a multi-domain dataset (each Split's ``domains`` index into them),
+    # and those that train, val and meta-val are drawn from; test holds every domain, the
+    # held-out ones too. () for a dataset of one domain.
+    domain_names: tuple[str, ...] = ()
+    seen_domains: tuple[str, ...] = ()
 
     @property
     def in_channels(self) -> int:

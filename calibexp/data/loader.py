@@ -27,6 +27,7 @@ class DeviceLoader:
     ) -> None:
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
+        self.domains = None if split.domains is None else split.domains.to(device)
         self.batch_size = batch_size
         self.augment = tuple(augment)
         # (x / 255 - mean) / std == x * scale + shift, per channel.
@@ -38,10 +39,9 @@ class DeviceLoader:
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
 
-    def batches(
-        self, generator: torch.Generator | None = None
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches in order, or shuffled and augmented when a generator is given (training)."""
+    def batches(self, generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
+        """(inputs, targets) batches in order, or shuffled and augmented when a generator is
+        given (training); (inputs, targets, domains) for a split of several domains."""
         n = len(self.labels)
         order = (
             None
@@ -49,15 +49,16 @@ class DeviceLoader:
             else torch.randperm(n, device=self.images.device, generator=generator)
         )
         for start in range(0, n, self.batch_size):
-            if order is None:
-                images = self.images[start : start + self.batch_size]
-                labels = self.labels[start : start + self.batch_size]
-            else:
-                idx = order[start : start + self.batch_size]
-                images, labels = self.images[idx], self.labels[idx]
+            idx = (
+                slice(start, start + self.batch_size)
+                if order is None
+                else order[start : start + self.batch_size]
+            )
+            images, labels = self.images[idx], self.labels[idx]
+            if order is not None:
                 for op in self.augment:
                     images = op(images, generator)
             batch = torch.addcmul(self.shift, images.float(), self.scale)
             if batch.is_cuda:  # matches the channels_last model (calibexp.run.build_model)
                 batch = batch.contiguous(memory_format=torch.channels_last)
-            yield batch, labels
+            yield (batch, labels) if self.domains is None else (batch, labels, self.domains[idx])

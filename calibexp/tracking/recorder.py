@@ -94,6 +94,8 @@ class EpochRecorder:
     def flush(self, state: dict[str, Any] | None) -> None:
         """Write the pending epochs; with ``state``, the checkpoints first."""
         if state is not None:
+            for path, arrays in state.pop("artifacts", {}).items():  # what the step learned
+                self.run.log_arrays(arrays, path)
             state["pending_metrics"] = self.pending
             state["pending_timestamps"] = {e: self.stamps[e] for e in self.pending}
             self._save(state, LAST)  # serialised now: the weights change with the next step

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from calibexp.config import load_config
-from calibexp.engine import autocast_for, predict, resolve_device, train_one_epoch
+from calibexp.engine import PlainStep, autocast_for, predict, resolve_device, train_one_epoch
 from calibexp.errors import CalibexpError
 from calibexp.parts import build_parts
 from calibexp.seeding import epoch_generator
@@ -20,15 +20,20 @@ def parts_for(*overrides: str):
 
 
 def one_epoch(parts, epoch: int = 0, grad_clip=None):
-    return train_one_epoch(
+    step = PlainStep(
         parts.model,
         parts.loss,
         parts.optimizer,
-        parts.train_loader.batches(epoch_generator(0, epoch, parts.device)),
-        steps=len(parts.train_loader),
         autocast=contextlib.nullcontext(),
         grad_clip=grad_clip,
         summed=False,
+    )
+    return train_one_epoch(
+        parts.model,
+        step,
+        parts.loss,
+        parts.train_loader.batches(epoch_generator(0, epoch, parts.device)),
+        steps=len(parts.train_loader),
         progress=False,
         desc="test",
     )

@@ -1,0 +1,206 @@
+"""The meta-calibration training step (Bohdal, Yang, Hospedales, TMLR 2023), as
+ondrejbohdal/meta-calibration ``train_utils.train_single_epoch`` takes it, a step strategy the
+epoch loop is given like the plain one (``calibexp.engine.PlainStep``).
+
+On each training batch (x, y) and the next meta-val batch (x_v, y_v):
+
+1. z = f(x); L(λ) = the learner's training loss under hyper-parameters λ (summed over the
+   batch; divided by B under ``train.loss_reduction: mean``, the reference's ``loss_mean``);
+   g = ∂L/∂θ_head, kept differentiable in λ.
+2. Look-ahead: θ′_head = θ_head − η·g, plain SGD at the epoch's learning rate η on the final
+   layer only (no momentum, weight decay or clipping).
+3. z_v = f(x_v) with θ′_head (BatchNorm in train mode: ``meta.bn_from_meta_val``).
+4. Meta-loss M = CE(z_v, y_v) + β·DECE(z_v, y_v) (or β·DECE: ``meta.objective: dece``).
+5. λ ← Adam(λ, ∂M/∂λ), then clamped into its range.
+6. L(λ) again on the same z with the new λ; the model steps on ∇L (clipped, SGD). With
+   ``meta.leak_to_model`` (the reference's default) the model's gradients still hold ∂M/∂θ from
+   step 5's backward, so the model also trains on the meta-objective of the meta-val batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from calibexp.config import MetaConfig
+from calibexp.data.loader import DeviceLoader
+from calibexp.engine import PlainStep
+from calibexp.losses.base import CalibrationLoss
+from calibexp.meta.dece import dece
+from calibexp.meta.learners import MetaLearner
+from calibexp.seeding import epoch_generator
+
+META_VAL_STREAM = 1  # meta-val batches draw from their own generator stream (seeding.py)
+LEARNED_ARTIFACT = "meta/learned.npz"
+LEARNED_FIGURE = "plots/meta_learned.png"
+
+
+def classifier_head(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The final fully-connected layer (the reference's ``model.fc``): timm's
+    ``get_classifier()`` where the model has one, else the last ``nn.Linear``."""
+    modules = dict(model.named_modules())
+    if hasattr(model, "get_classifier"):
+        head = model.get_classifier()
+        name = next(n for n, m in modules.items() if m is head)
+    else:
+        name = [n for n, m in modules.items() if isinstance(m, nn.Linear)][-1]
+    return name, modules[name]
+
+
+def meta_val_batches(
+    loader: DeviceLoader, generator: torch.Generator, replay: str
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """An endless stream of meta-val batches for one epoch: ``cycle`` replays the epoch's first
+    shuffled pass (itertools.cycle caches it, as the reference's ``zip(train, cycle(meta))``
+    does); ``reshuffle`` draws a new shuffled pass whenever one ends."""
+    if replay == "cycle":
+        return itertools.cycle(loader.batches(generator))
+    return itertools.chain.from_iterable(loader.batches(generator) for _ in itertools.count())
+
+
+@contextlib.contextmanager
+def batchnorm_statistics_kept(model: nn.Module, keep: bool) -> Iterator[None]:
+    """Within, a train-mode forward updates BatchNorm's running statistics only if ``keep``."""
+    if keep:
+        yield
+        return
+    saved = {
+        name: buffer.clone()
+        for name, buffer in model.named_buffers()
+        if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
+    }
+    try:
+        yield
+    finally:
+        buffers = dict(model.named_buffers())
+        with torch.no_grad():
+            for name, value in saved.items():
+                buffers[name].copy_(value)
+
+
+class MetaStep(PlainStep):
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: CalibrationLoss,
+        optimizer: torch.optim.Optimizer,
+        learner: MetaLearner,
+        meta_val: DeviceLoader,
+        cfg: MetaConfig,
+        *,
+        seed: int,
+        domain_names: tuple[str, ...],
+        autocast: contextlib.AbstractContextManager,
+        grad_clip: float | None,
+        summed: bool,
+    ) -> None:
+        super().__init__(
+            model, loss_fn, optimizer, autocast=autocast, grad_clip=grad_clip, summed=summed
+        )
+        self.learner, self.meta_val, self.cfg, self.seed = learner, meta_val, cfg, seed
+        self.domain_names = domain_names
+        self.head_name, head = classifier_head(model)
+        self.head = [head.weight, head.bias]
+        self.meta_optimizer = torch.optim.Adam(
+            learner.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.lr = 0.0
+        self.batches: Iterator[tuple[torch.Tensor, ...]] = iter(())
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+
+    def begin_epoch(self, epoch: int, lr: float) -> None:
+        self.lr = lr  # the reference's current_LR, read once at the epoch's start
+        generator = epoch_generator(self.seed, epoch, self.meta_val.images.device, META_VAL_STREAM)
+        self.batches = meta_val_batches(self.meta_val, generator, self.cfg.replay)
+        self.sums, self.steps = {}, 0
+
+    def training_loss(
+        self, logits: torch.Tensor, targets: torch.Tensor, domains: torch.Tensor | None
+    ) -> torch.Tensor:
+        """L(λ): the learner's summed loss, as a batch mean unless ``summed``."""
+        base = partial(summed_loss, self.loss_fn)
+        total = self.learner.loss_sum(logits, targets, domains, self.head, base)
+        return total if self.summed else total / len(targets)
+
+    def meta_objective(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        calibration = dece(logits, targets, self.cfg.bins, self.cfg.t_a, self.cfg.t_b)
+        ce = F.cross_entropy(logits, targets)
+        fit = ce if self.cfg.objective == "ce_dece" else torch.zeros_like(ce)
+        return {"loss": fit + self.cfg.beta * calibration, "ce": ce, "dece": calibration}
+
+    def step(
+        self, inputs: torch.Tensor, targets: torch.Tensor, *context: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        domains = context[0] if context else None
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast:
+            logits = self.model(inputs).float()
+        # 1-2. the look-ahead of the final layer, differentiable in the hyper-parameters
+        loss = self.training_loss(logits, targets, domains)
+        grads = torch.autograd.grad(loss, self.head, create_graph=True)
+        fast = {
+            f"{self.head_name}.{name}": p - self.lr * g
+            for name, p, g in zip(("weight", "bias"), self.head, grads)
+        }
+        # 3-4. the meta-objective on the next meta-val batch through the looked-ahead layer
+        meta_inputs, meta_targets, *_ = next(self.batches)
+        with batchnorm_statistics_kept(self.model, self.cfg.bn_from_meta_val), self.autocast:
+            meta_logits = functional_call(self.model, fast, (meta_inputs,)).float()
+        objective = self.meta_objective(meta_logits, meta_targets)
+        # 5. the meta step
+        self.meta_optimizer.zero_grad(set_to_none=True)
+        if self.cfg.leak_to_model:  # into every parameter's .grad, the model's too
+            objective["loss"].backward(retain_graph=True)
+        else:
+            hyper = list(self.learner.parameters())
+            for p, g in zip(hyper, torch.autograd.grad(objective["loss"], hyper, retain_graph=True)):
+                p.grad = g
+        self.meta_optimizer.step()
+        self.learner.clamp_()
+        # 6. the model's step on the loss under the updated hyper-parameters
+        loss = self.training_loss(logits, targets, domains)
+        loss.backward()
+        self.clip_and_step()
+        for key, value in objective.items():
+            self.sums[key] = self.sums.get(key, 0) + value.detach()
+        self.steps += 1
+        mean = loss.detach() if not self.summed else loss.detach() / len(targets)
+        return logits, mean
+
+    def end_epoch(self) -> dict[str, float]:
+        values = {f"meta/{k}": v / self.steps for k, v in self.sums.items()}
+        values.update({f"meta/{k}": v for k, v in self.learner.summary().items()})
+        numbers = torch.stack(list(values.values())).tolist()  # one device->host transfer
+        return dict(zip(values, numbers))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"learner": self.learner.state_dict(), "optimizer": self.meta_optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.learner.load_state_dict(state["learner"])
+        self.meta_optimizer.load_state_dict(state["optimizer"])
+
+    def artifacts(self) -> dict[str, dict[str, np.ndarray]]:
+        return {LEARNED_ARTIFACT: self.learner.learned()}
+
+    def figures(self) -> dict[str, Callable[[], Any]]:
+        from calibexp.plots.meta import plot_learned
+
+        return {LEARNED_FIGURE: partial(plot_learned, self.learner.learned(), self.domain_names)}
+
+
+def summed_loss(
+    loss_fn: CalibrationLoss, logits: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """The configured loss summed over the batch (its batch mean times B)."""
+    return loss_fn(logits, targets) * len(targets)
