@@ -534,11 +534,11 @@ def _check_meta(cfg: ExperimentConfig) -> None:
             f"meta.per_domain=true needs meta.name=label_smoothing_vector (one ε vector per "
             f"domain), not {cfg.meta.name}"
         )
-    if not getattr(cfg.data, "meta_val_size", 0):
+    held_out = getattr(cfg.data, "meta_val_size", 0)
+    if not held_out:
         raise CalibexpError(
             f"meta.name={cfg.meta.name} learns on a meta-val split, but data.meta_val_size is "
-            f"{getattr(cfg.data, 'meta_val_size', 0)}; set data.meta_val_size > 0 (protocol=metacal "
-            "makes it as large as val)"
+            f"{held_out}; set data.meta_val_size > 0 (protocol=metacal makes it as large as val)"
         )
 
 

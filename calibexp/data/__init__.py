@@ -1,6 +1,12 @@
 """Datasets: registration happens at import, one module per dataset family."""
 
-from calibexp.data import cifar, digits, tiny_imagenet  # noqa: F401  (register the datasets)
+from calibexp.data import (  # noqa: F401  (register the datasets)
+    cifar,
+    cifar_domains,
+    digits,
+    rotated_digits,
+    tiny_imagenet,
+)
 from calibexp.data.bundle import DataBundle, Split
 from calibexp.data.loader import DeviceLoader
 from calibexp.data.registry import DATASETS

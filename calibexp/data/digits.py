@@ -14,12 +14,12 @@ from calibexp.data.registry import DATASETS
 from calibexp.errors import CalibexpError
 
 
-@DATASETS.register("digits")
-def digits(
-    *, val_size: int = 450, test_size: int = 450, split_seed: int = 1, meta_val_size: int = 0
-) -> DataBundle:
-    """Train / val / test (and meta-val, for meta-calibration) from a seeded permutation
-    (default 897 / 450 / 450; meta-val comes out of train)."""
+def split_digits(
+    *, val_size: int, test_size: int, split_seed: int, meta_val_size: int
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """uint8 images [1797, 1, 8, 8], int64 labels and the sorted [train, val, test, meta_val]
+    positions of a seeded permutation: shared by ``digits`` and ``rotated_digits`` so both hold
+    out the same digits for the same settings."""
     loaded = load_digits()
     n = len(loaded.target)
     if val_size < 1 or test_size < 1 or meta_val_size < 0:
@@ -36,8 +36,18 @@ def digits(
     images = np.clip(np.rint(loaded.images * (255 / 16)), 0, 255).astype(np.uint8)[:, None]
     labels = loaded.target.astype(np.int64)
     train_size = n - val_size - test_size - meta_val_size
-    train_idx, val_idx, test_idx, meta_idx = seeded_split(
-        n, [train_size, val_size, test_size, meta_val_size], split_seed
+    positions = seeded_split(n, [train_size, val_size, test_size, meta_val_size], split_seed)
+    return images, labels, positions
+
+
+@DATASETS.register("digits")
+def digits(
+    *, val_size: int = 450, test_size: int = 450, split_seed: int = 1, meta_val_size: int = 0
+) -> DataBundle:
+    """Train / val / test (and meta-val, for meta-calibration) from a seeded permutation
+    (default 897 / 450 / 450; meta-val comes out of train)."""
+    images, labels, (train_idx, val_idx, test_idx, meta_idx) = split_digits(
+        val_size=val_size, test_size=test_size, split_seed=split_seed, meta_val_size=meta_val_size
     )
     indices, digest = split_indices(train_idx, val_idx, test_idx, meta_idx)
 

@@ -39,7 +39,9 @@ class DeviceLoader:
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
 
-    def batches(self, generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
+    def batches(
+        self, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
         """(inputs, targets) batches in order, or shuffled and augmented when a generator is
         given (training); (inputs, targets, domains) for a split of several domains."""
         n = len(self.labels)

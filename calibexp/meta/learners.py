@@ -83,7 +83,9 @@ class ScalarLabelSmoothing(MetaLearner):
 
     def loss_sum(self, logits, targets, domains, head, base_loss):  # noqa: ANN001, ANN201
         one_hot = F.one_hot(targets, self.num_classes).to(logits.dtype)
-        return soft_cross_entropy_sum(logits, one_hot * (1 - self.eps) + self.eps / self.num_classes)
+        return soft_cross_entropy_sum(
+            logits, one_hot * (1 - self.eps) + self.eps / self.num_classes
+        )
 
     def clamp_(self) -> None:
         self.eps.data.clamp_(0.0, EPS_MAX)

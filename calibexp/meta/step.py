@@ -132,7 +132,9 @@ class MetaStep(PlainStep):
         total = self.learner.loss_sum(logits, targets, domains, self.head, base)
         return total if self.summed else total / len(targets)
 
-    def meta_objective(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    def meta_objective(
+        self, logits: torch.Tensor, targets: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         calibration = dece(logits, targets, self.cfg.bins, self.cfg.t_a, self.cfg.t_b)
         ce = F.cross_entropy(logits, targets)
         fit = ce if self.cfg.objective == "ce_dece" else torch.zeros_like(ce)
@@ -163,7 +165,9 @@ class MetaStep(PlainStep):
             objective["loss"].backward(retain_graph=True)
         else:
             hyper = list(self.learner.parameters())
-            for p, g in zip(hyper, torch.autograd.grad(objective["loss"], hyper, retain_graph=True)):
+            for p, g in zip(
+                hyper, torch.autograd.grad(objective["loss"], hyper, retain_graph=True)
+            ):
                 p.grad = g
         self.meta_optimizer.step()
         self.learner.clamp_()

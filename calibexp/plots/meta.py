@@ -62,9 +62,7 @@ def _plot_eps(ax, eps: np.ndarray, domain_names: Sequence[str]) -> None:  # noqa
 
 def _plot_l2(learned: dict[str, np.ndarray]) -> Figure:
     fig = Figure(figsize=(9, 3.4), layout="constrained")
-    for ax, key, colour in zip(
-        fig.subplots(1, 2), ("reg_weight", "reg_bias"), (BLUE, VERMILION)
-    ):
+    for ax, key, colour in zip(fig.subplots(1, 2), ("reg_weight", "reg_bias"), (BLUE, VERMILION)):
         values = learned[key].ravel()
         ax.hist(values, bins=40, color=colour)
         ax.set_title(f"learned L2 on the head's {key[4:]} (mean {values.mean():.2e})")
