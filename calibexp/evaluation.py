@@ -8,10 +8,16 @@ and test logits (``logits/{val,test}.npz``) so any metric can be recomputed with
 a reliability diagram of each (``plots/reliability_<split>.png``, data in
 ``tables/reliability_<split>.json``) and all of them side by side
 (``plots/reliability_test_before_after.png``).
+
+On a dataset of several domains (``DataBundle.domain_names``), the same suite per domain of
+test, before and after each calibrator: ``test/<domain>/…``, ``test_ts/<domain>/…`` (held-out
+domains too: the temperature is fitted on val, which holds only the seen ones), and the table
+``tables/domains.json``, one row per domain and variant with whether training saw it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -25,6 +31,7 @@ from calibexp.metrics.registry import metric_key
 from calibexp.plots import plot_reliability, plot_reliability_grid, reliability_of
 
 BEFORE_AFTER = "plots/reliability_test_before_after.png"
+DOMAIN_TABLE = "tables/domains.json"
 
 
 def headline_keys(bins: int) -> list[str]:
@@ -50,6 +57,8 @@ def evaluate_and_log(
     bins: int,
     calibrators: list[str],
     step: int,
+    domain_names: Sequence[str] = (),
+    seen_domains: Sequence[str] = (),
 ) -> dict[str, float]:
     val_logits, val_targets = predict(model, val_loader, autocast)
     test_logits, test_targets = predict(model, test_loader, autocast)
@@ -70,6 +79,13 @@ def evaluate_and_log(
         run.log_json(data.to_dict(), f"tables/reliability_{split}.json")
         panels.append((data, title))
     run.log_figure(partial(plot_reliability_grid, panels), BEFORE_AFTER)
+    if domain_names:
+        rows = per_domain(variants, test_targets, test_loader.domains, domain_names, bins)
+        for row in rows:
+            row["seen"] = row["domain"] in seen_domains
+            where = f"{row['split']}/{row['domain']}"
+            metrics.update({f"{where}/{k}": v for k, v in row["metrics"].items()})
+        run.log_json(rows, DOMAIN_TABLE)
     for split, logits, targets in (
         ("val", val_logits, val_targets),
         ("test", test_logits, test_targets),
@@ -79,3 +95,21 @@ def evaluate_and_log(
         run.upload(path, f"logits/{split}.npz")
     run.log_metrics(metrics, step=step)  # last: once they are there, so is everything above
     return metrics
+
+
+def per_domain(
+    variants: list[tuple[str, torch.Tensor, str]],
+    targets: torch.Tensor,
+    domains: torch.Tensor,
+    names: Sequence[str],
+    bins: int,
+) -> list[dict[str, Any]]:
+    """The metric suite of each (variant, domain): one row each, with the variant's ``split``
+    (``test``, ``test_ts``, …), the ``domain``, its ``n`` test samples and its ``metrics``."""
+    rows = []
+    for split, logits, _ in variants:
+        for index, name in enumerate(names):
+            mask = domains == index
+            suite = suite_of(Predictions(logits[mask], targets[mask]), bins=bins)
+            rows.append({"split": split, "domain": name, "n": int(mask.sum()), "metrics": suite})
+    return rows

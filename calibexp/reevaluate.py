@@ -70,6 +70,8 @@ def reevaluate(run_id: str, checkpoint: str | None = None) -> RunResult:
             bins=cfg.eval.ece_bins,
             calibrators=cfg.eval.calibrators,
             step=int(state["epoch"]),
+            domain_names=data.domain_names,
+            seen_domains=data.seen_domains,
         )
         describe(run, cfg, metrics)
         return RunResult(run.run_id, metrics)

@@ -352,6 +352,7 @@ def run_tags(cfg: ExperimentConfig, data: DataBundle) -> dict[str, str]:
         "calibexp.dataset": cfg.data.name,
         "calibexp.model": cfg.model.name,
         "calibexp.loss": cfg.loss.name,
+        "calibexp.meta": cfg.meta.name,  # the meta-learner, or none
         "calibexp.seed": str(cfg.seed),
     }
 
@@ -409,6 +410,8 @@ def _train_and_evaluate(
         bins=cfg.eval.ece_bins,
         calibrators=cfg.eval.calibrators,
         step=cfg.train.epochs - 1,
+        domain_names=parts.data.domain_names,
+        seen_domains=parts.data.seen_domains,
     )
     if cfg.tracking.log_model:
         run.flush()

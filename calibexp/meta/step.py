@@ -4,15 +4,16 @@ epoch loop is given like the plain one (``calibexp.engine.PlainStep``).
 
 On each training batch (x, y) and the next meta-val batch (x_v, y_v):
 
-1. z = f(x); L(λ) = the learner's training loss under hyper-parameters λ (summed over the
-   batch; divided by B under ``train.loss_reduction: mean``, the reference's ``loss_mean``);
-   g = ∂L/∂θ_head, kept differentiable in λ.
+1. z = f(x); L(λ) = the learner's training loss under hyper-parameters λ, summed over the
+   batch (the reference's, whatever its ``loss_mean``; ``meta.look_ahead: mean`` takes the
+   batch mean instead); g = ∂L/∂θ_head, kept differentiable in λ.
 2. Look-ahead: θ′_head = θ_head − η·g, plain SGD at the epoch's learning rate η on the final
    layer only (no momentum, weight decay or clipping).
 3. z_v = f(x_v) with θ′_head (BatchNorm in train mode: ``meta.bn_from_meta_val``).
 4. Meta-loss M = CE(z_v, y_v) + β·DECE(z_v, y_v) (or β·DECE: ``meta.objective: dece``).
 5. λ ← Adam(λ, ∂M/∂λ), then clamped into its range.
-6. L(λ) again on the same z with the new λ; the model steps on ∇L (clipped, SGD). With
+6. L(λ) again on the same z with the new λ (divided by B under ``train.loss_reduction: mean``,
+   as the reference's ``loss_mean`` divides only this one); the model steps on ∇L. With
    ``meta.leak_to_model`` (the reference's default) the model's gradients still hold ∂M/∂θ from
    step 5's backward, so the model also trains on the meta-objective of the meta-val batch.
 """
@@ -67,24 +68,17 @@ def meta_val_batches(
     return itertools.chain.from_iterable(loader.batches(generator) for _ in itertools.count())
 
 
-@contextlib.contextmanager
-def batchnorm_statistics_kept(model: nn.Module, keep: bool) -> Iterator[None]:
-    """Within, a train-mode forward updates BatchNorm's running statistics only if ``keep``."""
-    if keep:
-        yield
-        return
-    saved = {
+BATCHNORM_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def batchnorm_copies(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of every BatchNorm running statistic: handed to a forward in their place, they
+    take its update and the model's own stay as they were (``meta.bn_from_meta_val: false``)."""
+    return {
         name: buffer.clone()
         for name, buffer in model.named_buffers()
-        if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
+        if name.rsplit(".", 1)[-1] in BATCHNORM_STATISTICS
     }
-    try:
-        yield
-    finally:
-        buffers = dict(model.named_buffers())
-        with torch.no_grad():
-            for name, value in saved.items():
-                buffers[name].copy_(value)
 
 
 class MetaStep(PlainStep):
@@ -125,12 +119,16 @@ class MetaStep(PlainStep):
         self.sums, self.steps = {}, 0
 
     def training_loss(
-        self, logits: torch.Tensor, targets: torch.Tensor, domains: torch.Tensor | None
+        self,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        domains: torch.Tensor | None,
+        summed: bool,
     ) -> torch.Tensor:
-        """L(λ): the learner's summed loss, as a batch mean unless ``summed``."""
+        """L(λ): the learner's loss summed over the batch, or its batch mean."""
         base = partial(summed_loss, self.loss_fn)
         total = self.learner.loss_sum(logits, targets, domains, self.head, base)
-        return total if self.summed else total / len(targets)
+        return total if summed else total / len(targets)
 
     def meta_objective(
         self, logits: torch.Tensor, targets: torch.Tensor
@@ -140,46 +138,58 @@ class MetaStep(PlainStep):
         fit = ce if self.cfg.objective == "ce_dece" else torch.zeros_like(ce)
         return {"loss": fit + self.cfg.beta * calibration, "ce": ce, "dece": calibration}
 
+    def look_ahead_objective(
+        self,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        domains: torch.Tensor | None,
+        meta_batch: tuple[torch.Tensor, ...],
+    ) -> dict[str, torch.Tensor]:
+        """Steps 1-4: the meta-objective on ``meta_batch`` after the final layer's look-ahead
+        step on the training loss of ``logits``, differentiable in the hyper-parameters."""
+        loss = self.training_loss(logits, targets, domains, self.cfg.look_ahead == "sum")
+        grads = torch.autograd.grad(loss, self.head, create_graph=True)
+        fast = {
+            f"{self.head_name}.{name}": p - self.lr * g
+            for name, p, g in zip(("weight", "bias"), self.head, grads)
+        }
+        if not self.cfg.bn_from_meta_val:
+            fast.update(batchnorm_copies(self.model))
+        meta_inputs, meta_targets, *_ = meta_batch
+        with self.autocast:
+            meta_logits = full_precision(functional_call(self.model, fast, (meta_inputs,)))
+        return self.meta_objective(meta_logits, meta_targets)
+
+    def meta_update(self, meta_loss: torch.Tensor) -> None:
+        """Step 5: Adam on the hyper-parameters, then their clamp. With ``leak_to_model`` the
+        backward also leaves ∂M/∂θ in the model's gradients, as the reference's does."""
+        self.meta_optimizer.zero_grad(set_to_none=True)
+        if self.cfg.leak_to_model:
+            meta_loss.backward(retain_graph=True)
+        else:
+            hyper = list(self.learner.parameters())
+            for p, g in zip(hyper, torch.autograd.grad(meta_loss, hyper, retain_graph=True)):
+                p.grad = g
+        self.meta_optimizer.step()
+        self.learner.clamp_()
+
     def step(
         self, inputs: torch.Tensor, targets: torch.Tensor, *context: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         domains = context[0] if context else None
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast:
-            logits = self.model(inputs).float()
-        # 1-2. the look-ahead of the final layer, differentiable in the hyper-parameters
-        loss = self.training_loss(logits, targets, domains)
-        grads = torch.autograd.grad(loss, self.head, create_graph=True)
-        fast = {
-            f"{self.head_name}.{name}": p - self.lr * g
-            for name, p, g in zip(("weight", "bias"), self.head, grads)
-        }
-        # 3-4. the meta-objective on the next meta-val batch through the looked-ahead layer
-        meta_inputs, meta_targets, *_ = next(self.batches)
-        with batchnorm_statistics_kept(self.model, self.cfg.bn_from_meta_val), self.autocast:
-            meta_logits = functional_call(self.model, fast, (meta_inputs,)).float()
-        objective = self.meta_objective(meta_logits, meta_targets)
-        # 5. the meta step
-        self.meta_optimizer.zero_grad(set_to_none=True)
-        if self.cfg.leak_to_model:  # into every parameter's .grad, the model's too
-            objective["loss"].backward(retain_graph=True)
-        else:
-            hyper = list(self.learner.parameters())
-            for p, g in zip(
-                hyper, torch.autograd.grad(objective["loss"], hyper, retain_graph=True)
-            ):
-                p.grad = g
-        self.meta_optimizer.step()
-        self.learner.clamp_()
+            logits = full_precision(self.model(inputs))
+        objective = self.look_ahead_objective(logits, targets, domains, next(self.batches))
+        self.meta_update(objective["loss"])
         # 6. the model's step on the loss under the updated hyper-parameters
-        loss = self.training_loss(logits, targets, domains)
+        loss = self.training_loss(logits, targets, domains, self.summed)
         loss.backward()
         self.clip_and_step()
         for key, value in objective.items():
             self.sums[key] = self.sums.get(key, 0) + value.detach()
         self.steps += 1
-        mean = loss.detach() if not self.summed else loss.detach() / len(targets)
-        return logits, mean
+        return logits, (loss.detach() / len(targets) if self.summed else loss.detach())
 
     def end_epoch(self) -> dict[str, float]:
         values = {f"meta/{k}": v / self.steps for k, v in self.sums.items()}
@@ -201,6 +211,12 @@ class MetaStep(PlainStep):
         from calibexp.plots.meta import plot_learned
 
         return {LEARNED_FIGURE: partial(plot_learned, self.learner.learned(), self.domain_names)}
+
+
+def full_precision(logits: torch.Tensor) -> torch.Tensor:
+    """float32 logits from autocast's bf16 (as the engine's), float64 kept (the
+    finite-difference tests of the hypergradient run in float64)."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
 def summed_loss(

@@ -15,11 +15,13 @@ RUN_NAME_TAG = "mlflow.runName"
 
 def run_name(cfg: Any, forced: str = "") -> str:
     """``tracking.run_name``, else ``{dataset}-{model}-{loss}-s{seed}`` (``cifar10-resnet50-
-    focal-s0``); a forced re-run of a trained config (``forced``: its key's suffix) adds it, so
-    the repeat is told apart from the original."""
+    focal-s0``), with ``+{meta-learner}`` after the loss of a meta-calibration run
+    (``digits-small_cnn-ce+label_smoothing_nonuniform-s0``); a forced re-run of a trained config
+    (``forced``: its key's suffix) adds it, so the repeat is told apart from the original."""
     if cfg.tracking.run_name:
         return cfg.tracking.run_name
-    name = f"{cfg.data.name}-{cfg.model.name}-{cfg.loss.name}-s{cfg.seed}"
+    loss = f"{cfg.loss.name}+{cfg.meta.name}" if cfg.meta.enabled else cfg.loss.name
+    name = f"{cfg.data.name}-{cfg.model.name}-{loss}-s{cfg.seed}"
     return f"{name}-{forced}" if forced else name
 
 

@@ -108,6 +108,7 @@ RESEARCH_TAGS = {
     "calibexp.dataset",
     "calibexp.model",
     "calibexp.loss",
+    "calibexp.meta",
     "calibexp.seed",
     "calibexp.registry_key",
 }
