@@ -147,9 +147,6 @@ MetaObjective = Literal["ce_dece", "dece"]
 # How meta-val batches follow each other within an epoch: ``cycle`` replays the epoch's first
 # pass (the reference's itertools.cycle caches it); ``reshuffle`` draws a new pass each time.
 MetaReplay = Literal["cycle", "reshuffle"]
-# The training loss the look-ahead steps on: summed over the batch, as the reference's is even
-# under its loss_mean, or the batch mean (an lr B times smaller in effect).
-LookAhead = Literal["sum", "mean"]
 NO_META = "none"
 
 
@@ -173,7 +170,6 @@ class MetaConfig:
     leak_to_model: bool = True
     bn_from_meta_val: bool = True
     replay: MetaReplay = "cycle"
-    look_ahead: LookAhead = "sum"
 
     def __post_init__(self) -> None:
         require(self.lr > 0, "meta.lr", self.lr, "> 0")

@@ -5,15 +5,14 @@ epoch loop is given like the plain one (``calibexp.engine.PlainStep``).
 On each training batch (x, y) and the next meta-val batch (x_v, y_v):
 
 1. z = f(x); L(λ) = the learner's training loss under hyper-parameters λ, summed over the
-   batch (the reference's, whatever its ``loss_mean``; ``meta.look_ahead: mean`` takes the
-   batch mean instead); g = ∂L/∂θ_head, kept differentiable in λ.
+   batch under ``train.loss_reduction: sum`` (the reference's, with ``protocol: metacal``),
+   else its batch mean; g = ∂L/∂θ_head, kept differentiable in λ.
 2. Look-ahead: θ′_head = θ_head − η·g, plain SGD at the epoch's learning rate η on the final
    layer only (no momentum, weight decay or clipping).
 3. z_v = f(x_v) with θ′_head (BatchNorm in train mode: ``meta.bn_from_meta_val``).
 4. Meta-loss M = CE(z_v, y_v) + β·DECE(z_v, y_v) (or β·DECE: ``meta.objective: dece``).
 5. λ ← Adam(λ, ∂M/∂λ), then clamped into its range.
-6. L(λ) again on the same z with the new λ (divided by B under ``train.loss_reduction: mean``,
-   as the reference's ``loss_mean`` divides only this one); the model steps on ∇L. With
+6. L(λ) again on the same z with the new λ; the model steps on ∇L (clipped, SGD). With
    ``meta.leak_to_model`` (the reference's default) the model's gradients still hold ∂M/∂θ from
    step 5's backward, so the model also trains on the meta-objective of the meta-val batch.
 """
@@ -119,16 +118,14 @@ class MetaStep(PlainStep):
         self.sums, self.steps = {}, 0
 
     def training_loss(
-        self,
-        logits: torch.Tensor,
-        targets: torch.Tensor,
-        domains: torch.Tensor | None,
-        summed: bool,
+        self, logits: torch.Tensor, targets: torch.Tensor, domains: torch.Tensor | None
     ) -> torch.Tensor:
-        """L(λ): the learner's loss summed over the batch, or its batch mean."""
+        """L(λ): the learner's loss summed over the batch (``summed``), or its batch mean. The
+        look-ahead and the model's step use the same one; the reference's ``loss_mean`` path,
+        a summed look-ahead before a mean step, is not repeated."""
         base = partial(summed_loss, self.loss_fn)
         total = self.learner.loss_sum(logits, targets, domains, self.head, base)
-        return total if summed else total / len(targets)
+        return total if self.summed else total / len(targets)
 
     def meta_objective(
         self, logits: torch.Tensor, targets: torch.Tensor
@@ -147,7 +144,7 @@ class MetaStep(PlainStep):
     ) -> dict[str, torch.Tensor]:
         """Steps 1-4: the meta-objective on ``meta_batch`` after the final layer's look-ahead
         step on the training loss of ``logits``, differentiable in the hyper-parameters."""
-        loss = self.training_loss(logits, targets, domains, self.cfg.look_ahead == "sum")
+        loss = self.training_loss(logits, targets, domains)
         grads = torch.autograd.grad(loss, self.head, create_graph=True)
         fast = {
             f"{self.head_name}.{name}": p - self.lr * g
@@ -183,7 +180,7 @@ class MetaStep(PlainStep):
         objective = self.look_ahead_objective(logits, targets, domains, next(self.batches))
         self.meta_update(objective["loss"])
         # 6. the model's step on the loss under the updated hyper-parameters
-        loss = self.training_loss(logits, targets, domains, self.summed)
+        loss = self.training_loss(logits, targets, domains)
         loss.backward()
         self.clip_and_step()
         for key, value in objective.items():
