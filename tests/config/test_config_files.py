@@ -54,7 +54,7 @@ def test_experiment_config_is_valid(path):
 def test_every_base_piece_composes_with_the_demo(path):
     cfg = load_config([CONFIGS / "demo.yaml", path], ["data.name=digits", "model.name=small_cnn"])
     section = next(iter(yaml.safe_load(path.read_text()).keys() - {"_base_"}))
-    assert section in ("data", "model", "loss", "optim", "schedule", "train")
+    assert section in ("data", "model", "loss", "optim", "schedule", "train", "meta")
     assert cfg.train.epochs >= 1
 
 
