@@ -22,7 +22,7 @@ from calibexp.metrics import Predictions, suite_of
 from calibexp.reevaluate import reevaluate
 from calibexp.run import run_experiment
 from calibexp.tracking.checkpoints import load_checkpoint
-from tests.support import ROOT, mlflow_run, run_id_from, subprocess_env
+from tests.support import ROOT, mlflow_run, run_id_from, subprocess_env, train_until
 
 pytestmark = pytest.mark.slow
 META_DEMO = ROOT / "configs/digits/small_cnn/meta_calibration.yaml"
@@ -115,29 +115,17 @@ def test_killed_and_resumed_it_ends_as_an_uninterrupted_run(tracking_store, tmp_
     client = MlflowClient(tracking_store)
     ref_id = run_id_from(reference.stdout)
 
-    proc = subprocess.Popen(
-        train_command(*args),
-        env=subprocess_env(tracking_store),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith(f"epoch 2/{EPOCHS}"):
-            run_id = run_id_from("".join(lines))
-            # Killed once a checkpoint with the meta state is in the store, so the resume
-            # restores the learner and its Adam state rather than starting over.
-            deadline = time.monotonic() + 60
-            while not any(
-                a.path == "checkpoints/last.pt"
-                for a in client.list_artifacts(run_id, "checkpoints")
-            ):
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
-            proc.send_signal(signal.SIGKILL)
-            break
+    proc, shown = train_until(tracking_store, args, f"epoch 2/{EPOCHS}")
+    run_id = run_id_from(shown)
+    # Killed once a checkpoint with the meta state is in the store, so the resume restores the
+    # learner and its Adam state rather than starting over.
+    deadline = time.monotonic() + 60
+    while not any(
+        a.path == "checkpoints/last.pt" for a in client.list_artifacts(run_id, "checkpoints")
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
     saved = load_checkpoint(client, run_id)["epoch"]

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from calibexp.errors import CalibexpError
 from calibexp.tracking.checkpoints import load_checkpoint
-from tests.support import ROOT, mlflow_run, run_id_from, subprocess_env
+from tests.support import ROOT, mlflow_run, run_id_from, subprocess_env, train_until
 
 pytestmark = pytest.mark.slow
 EPOCHS = 6
@@ -38,21 +38,11 @@ def train_cli(uri: str, *args: str) -> list[str]:
 
 def start_and_kill_after(uri: str, epoch: int, sig: int) -> str:
     """Start a run, wait until it reports ``epoch`` done, send ``sig``; returns the run id."""
-    proc = subprocess.Popen(
-        train_cli(uri, "--config", str(ROOT / "configs/demo.yaml"), *OVERRIDES),
-        env=subprocess_env(uri),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith(f"epoch {epoch}/{EPOCHS}"):
-            proc.send_signal(sig)
-            break
+    args = ["--config", str(ROOT / "configs/demo.yaml"), *OVERRIDES]
+    proc, shown = train_until(uri, args, f"epoch {epoch}/{EPOCHS}")
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    lines.append(out)
+    lines = [shown, out]
     assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), err[-2000:]
     if sig == signal.SIGINT:
         assert "Traceback" not in err and "interrupted" in err

@@ -58,6 +58,25 @@ def mlflow_run(uri: str, *args: str, entry: str = "train") -> subprocess.Complet
     )
 
 
+def train_until(uri: str, args: list[str], prefix: str) -> tuple[subprocess.Popen, str]:
+    """Start ``entrypoints/train.py`` with ``args`` against ``uri`` and read its output up to
+    the first line that starts with ``prefix`` (``"epoch 3/6"``); returns the still-running
+    process and the output so far."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "entrypoints/train.py"), *args],
+        env=subprocess_env(uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(prefix):
+            break
+    return proc, "".join(lines)
+
+
 def run_id_from(output: str) -> str:
     match = re.search(r"calibexp: MLflow run ([0-9a-f]{32})", output)
     assert match, output[-3000:]
