@@ -42,9 +42,10 @@ def log_summary(client: MlflowClient, study: optuna.Study, spec: StudySpec, pare
         }
         for t in study.best_trials
     ]
-    if len(study.best_trials) == 1:
+    if len(study.best_trials) == 1:  # one best, also when a Pareto front is one trial
         trial = study.best_trials[0]
-        client.log_metric(parent, f"best/{spec.metrics[0]}", trial.value)
+        for metric, value in zip(spec.metrics, trial.values):
+            client.log_metric(parent, f"best/{metric}", value)
         client.set_tag(parent, "calibexp.best_trial", str(trial.number))
         client.set_tag(parent, "calibexp.best_run_id", trial.user_attrs.get("mlflow_run_id", ""))
         for key, value in trial.params.items():

@@ -55,3 +55,32 @@ def test_the_meta_study_runs_smoke_sized(tracking_store, tmp_path):
         history = client.get_metric_history(run.info.run_id, "meta/dece")
         assert sorted(m.step for m in history) == [0, 1]  # every trial meta-learned
         assert trial.values == [run.data.metrics["val/acc"], run.data.metrics["val/ece_15"]]
+
+
+def test_a_pareto_front_of_one_trial_is_summarised_as_the_best(tracking_store, tmp_path):
+    """Two objectives where one trial dominates the others: its values are ``best/<metric>``
+    on the parent, its run the best run (``trial.value`` would raise for two objectives)."""
+    import optuna
+
+    from calibexp.studies.summary import log_summary
+
+    spec = load_spec(DEMO, root=ROOT)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    distribution = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+    for number, values in enumerate([[0.9, 0.05], [0.95, 0.02], [0.8, 0.04]]):
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=values,
+                params={"meta.lr": 1e-3 * (number + 1)},
+                distributions={"meta.lr": distribution},
+                user_attrs={"mlflow_run_id": f"run-{number}"},
+            )
+        )
+    client = MlflowClient(tracking_store)
+    parent = client.create_run(client.create_experiment("summary")).info.run_id
+    log_summary(client, study, spec, parent)
+    run = client.get_run(parent)
+    assert run.data.metrics["best/val/acc"] == 0.95
+    assert run.data.metrics["best/val/ece_15"] == 0.02
+    assert run.data.tags["calibexp.best_run_id"] == "run-1"
+    assert run.data.tags["best.meta.lr"] == "0.002"
