@@ -199,3 +199,42 @@ def test_rotated_digits_logs_every_domain_seen_and_held_out(tracking_store):
     for domain in DOMAINS:
         key = f"test/{domain}/ece_15"
         assert again.metrics[key] == pytest.approx(metrics[key], abs=1e-6)
+
+
+def test_cifar10_with_corruptions_as_domains_trains_one_vector_per_seen_domain(
+    tracking_store, tmp_path
+):
+    """The CIFAR-10-C domains on tiny files in the real formats: train sees clean and two
+    corruptions, test all five; one ε vector per domain, the unseen ones left at 0."""
+    import numpy as np
+
+    from tests.support.fake_datasets import write_cifar10, write_cifar10_c
+
+    clean = write_cifar10(tmp_path)
+    write_cifar10_c(tmp_path, ("gaussian_noise", "motion_blur", "fog", "contrast"), per=20)
+    np.save(tmp_path / "CIFAR-10-C/labels.npy", np.tile(clean["test_labels"].astype(np.uint8), 5))
+    overrides = [
+        "data.name=cifar10_domains",
+        f"data.root={tmp_path}",
+        "data.val_size=10",
+        "data.meta_val_size=10",
+        "train.epochs=2",
+        "train.batch_size=16",
+        "model.width=8",
+        "train.progress=false",
+    ]
+    outcome = run_experiment(load_config(ROTATED, overrides))
+    client = MlflowClient(tracking_store)
+    metrics = client.get_run(outcome.run_id).data.metrics
+    names = ["clean", "gaussian_noise", "motion_blur", "fog", "contrast"]
+    for name in names:
+        assert 0.0 <= metrics[f"test/{name}/acc"] <= 1.0
+        assert f"test_ts/{name}/ece_15" in metrics
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = json.loads(
+            Path(client.download_artifacts(outcome.run_id, "tables/domains.json", tmp)).read_text()
+        )
+    seen = {r["domain"]: r["seen"] for r in rows if r["split"] == "test"}
+    assert seen == dict(zip(names, [True, True, True, False, False]))
+    eps = learned(client, outcome.run_id)["eps"]
+    assert eps.shape == (5, 10) and not eps[3:].any()
