@@ -206,8 +206,6 @@ def test_cifar10_with_corruptions_as_domains_trains_one_vector_per_seen_domain(
 ):
     """The CIFAR-10-C domains on tiny files in the real formats: train sees clean and two
     corruptions, test all five; one ε vector per domain, the unseen ones left at 0."""
-    import numpy as np
-
     from tests.support.fake_datasets import write_cifar10, write_cifar10_c
 
     clean = write_cifar10(tmp_path)
