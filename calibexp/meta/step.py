@@ -34,6 +34,7 @@ from torch.func import functional_call
 from calibexp.config import MetaConfig
 from calibexp.data.loader import DeviceLoader
 from calibexp.engine import PlainStep
+from calibexp.errors import CalibexpError
 from calibexp.losses.base import CalibrationLoss
 from calibexp.meta.dece import dece
 from calibexp.meta.learners import MetaLearner
@@ -52,8 +53,15 @@ def classifier_head(model: nn.Module) -> tuple[str, nn.Linear]:
         head = model.get_classifier()
         name = next(n for n, m in modules.items() if m is head)
     else:
-        name = [n for n, m in modules.items() if isinstance(m, nn.Linear)][-1]
-    return name, modules[name]
+        linear = [n for n, m in modules.items() if isinstance(m, nn.Linear)]
+        name = linear[-1] if linear else None
+    head = modules.get(name) if name is not None else None
+    if not isinstance(head, nn.Linear) or head.bias is None:
+        raise CalibexpError(
+            "meta-calibration steps the final layer ahead, an nn.Linear with a bias, which "
+            f"{type(model).__name__} does not end with; use another model.name"
+        )
+    return name, head
 
 
 def meta_val_batches(

@@ -181,3 +181,26 @@ def test_cycle_replays_the_first_pass_and_reshuffle_draws_anew():
     fresh = labels("reshuffle")
     assert fresh[:3] == cycled[:3] and fresh[3:] != fresh[:3]
     assert sorted(sum(fresh[3:], [])) == list(range(10))
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [("small_cnn", {}), ("cifar_resnet20", {}), ("wrn26_10", {}), ("timm", {"arch": "resnet18"})],
+)
+def test_the_head_found_is_the_layer_that_makes_the_logits(name, params):
+    from calibexp.models import BACKBONES
+
+    model = BACKBONES.build(name, 10, 3, **params).eval()
+    _, head = classifier_head(model)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.arange(10.0))
+        logits = model(torch.randn(2, 3, 32, 32))
+    assert torch.equal(logits, torch.arange(10.0).expand(2, 10))
+
+
+def test_a_model_without_a_final_linear_layer_is_refused():
+    from calibexp.errors import CalibexpError
+
+    with pytest.raises(CalibexpError, match="an nn.Linear with a bias, which Sequential"):
+        classifier_head(torch.nn.Sequential(torch.nn.Conv2d(3, 10, 1), torch.nn.Flatten()))
