@@ -1,4 +1,5 @@
-"""Meta-calibration: the differentiable ECE (DECE) and, later, meta-learned hyper-parameters."""
+"""Meta-calibration (Bohdal, Yang, Hospedales, TMLR 2023): the differentiable ECE (``dece``),
+the meta-learned hyper-parameters (``learners``) and the look-ahead training step (``step``)."""
 
 from calibexp.meta.dece import dece
 
