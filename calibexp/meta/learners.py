@@ -46,7 +46,7 @@ def soft_cross_entropy_sum(logits: torch.Tensor, soft_targets: torch.Tensor) -> 
 class MetaLearner(nn.Module):
     """Hyper-parameters learned through the meta-objective, and the training loss they define."""
 
-    def loss_sum(
+    def forward(
         self,
         logits: torch.Tensor,
         targets: torch.Tensor,
@@ -54,8 +54,9 @@ class MetaLearner(nn.Module):
         head: Sequence[torch.Tensor],
         base_loss: BaseLoss,
     ) -> torch.Tensor:
-        """The training loss summed over the batch under the current hyper-parameters; ``head``
-        is the final layer's (weight, bias), ``domains`` each sample's domain or None."""
+        """The training loss summed over the batch under the hyper-parameters; ``head`` is the
+        final layer's (weight, bias), ``domains`` each sample's domain or None. The forward,
+        so that ``torch.func.functional_call`` can evaluate it at other values of them."""
         raise NotImplementedError
 
     def clamp_(self) -> None:
@@ -81,7 +82,7 @@ class ScalarLabelSmoothing(MetaLearner):
         self.num_classes = num_classes
         self.eps = nn.Parameter(torch.zeros(()))
 
-    def loss_sum(self, logits, targets, domains, head, base_loss):  # noqa: ANN001, ANN201
+    def forward(self, logits, targets, domains, head, base_loss):  # noqa: ANN001, ANN201
         one_hot = F.one_hot(targets, self.num_classes).to(logits.dtype)
         return soft_cross_entropy_sum(
             logits, one_hot * (1 - self.eps) + self.eps / self.num_classes
@@ -102,7 +103,7 @@ class VectorLabelSmoothing(MetaLearner):
         self.num_classes = num_classes
         self.eps = nn.Parameter(torch.zeros(num_domains, num_classes))
 
-    def loss_sum(self, logits, targets, domains, head, base_loss):  # noqa: ANN001, ANN201
+    def forward(self, logits, targets, domains, head, base_loss):  # noqa: ANN001, ANN201
         rows = domains if len(self.eps) > 1 else torch.zeros_like(targets)
         eps_y = self.eps[rows, targets][:, None]
         one_hot = F.one_hot(targets, self.num_classes).to(logits.dtype)
@@ -127,7 +128,7 @@ class NonUniformLabelSmoothing(MetaLearner):
         off = self.spread * (1 - torch.eye(self.num_classes, device=self.spread.device))
         return off / (off.sum(dim=1, keepdim=True) + ROW_FLOOR)
 
-    def loss_sum(self, logits, targets, domains, head, base_loss):  # noqa: ANN001, ANN201
+    def forward(self, logits, targets, domains, head, base_loss):  # noqa: ANN001, ANN201
         eps_y = self.eps[targets][:, None]
         one_hot = F.one_hot(targets, self.num_classes).to(logits.dtype)
         soft = one_hot * (1 - eps_y) + eps_y * self.spread_rows()[targets]
@@ -151,7 +152,7 @@ class HeadL2(MetaLearner):
         super().__init__()
         self.reg = nn.ParameterList(nn.Parameter(torch.zeros(shape)) for shape in head_shapes)
 
-    def loss_sum(self, logits, targets, domains, head, base_loss):  # noqa: ANN001, ANN201
+    def forward(self, logits, targets, domains, head, base_loss):  # noqa: ANN001, ANN201
         penalty = sum((r * p.pow(2)).sum() for r, p in zip(self.reg, head))
         return base_loss(logits, targets) + penalty
 

@@ -126,13 +126,18 @@ class MetaStep(PlainStep):
         self.sums, self.steps = {}, 0
 
     def training_loss(
-        self, logits: torch.Tensor, targets: torch.Tensor, domains: torch.Tensor | None
+        self,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        domains: torch.Tensor | None,
+        hyper: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """L(λ): the learner's loss summed over the batch (``summed``), or its batch mean. The
-        look-ahead and the model's step use the same one; the reference's ``loss_mean`` path,
-        a summed look-ahead before a mean step, is not repeated."""
-        base = partial(summed_loss, self.loss_fn)
-        total = self.learner.loss_sum(logits, targets, domains, self.head, base)
+        """L(λ): the learner's loss summed over the batch (``summed``), or its batch mean, at
+        the learner's hyper-parameters or at ``hyper``. The look-ahead and the model's step use
+        the same one; the reference's ``loss_mean`` path, a summed look-ahead before a mean
+        step, is not repeated."""
+        args = (logits, targets, domains, self.head, partial(summed_loss, self.loss_fn))
+        total = self.learner(*args) if hyper is None else functional_call(self.learner, hyper, args)
         return total if self.summed else total / len(targets)
 
     def meta_objective(
@@ -151,8 +156,11 @@ class MetaStep(PlainStep):
         meta_batch: tuple[torch.Tensor, ...],
     ) -> dict[str, torch.Tensor]:
         """Steps 1-4: the meta-objective on ``meta_batch`` after the final layer's look-ahead
-        step on the training loss of ``logits``, differentiable in the hyper-parameters."""
-        loss = self.training_loss(logits, targets, domains)
+        step on the training loss of ``logits``, differentiable in the hyper-parameters. Its
+        graph holds copies of them, so it outlives their update in step 5 (the leak's backward
+        runs after it)."""
+        copies = {name: p.clone() for name, p in self.learner.named_parameters()}
+        loss = self.training_loss(logits, targets, domains, copies)
         grads = torch.autograd.grad(loss, self.head, create_graph=True)
         fast = {
             f"{self.head_name}.{name}": p - self.lr * g
@@ -166,15 +174,12 @@ class MetaStep(PlainStep):
         return self.meta_objective(meta_logits, meta_targets)
 
     def meta_update(self, meta_loss: torch.Tensor) -> None:
-        """Step 5: Adam on the hyper-parameters, then their clamp. With ``leak_to_model`` the
-        backward also leaves ∂M/∂θ in the model's gradients, as the reference's does."""
-        self.meta_optimizer.zero_grad(set_to_none=True)
-        if self.cfg.leak_to_model:
-            meta_loss.backward(retain_graph=True)
-        else:
-            hyper = list(self.learner.parameters())
-            for p, g in zip(hyper, torch.autograd.grad(meta_loss, hyper, retain_graph=True)):
-                p.grad = g
+        """Step 5: Adam on the hyper-parameters with ∂M/∂λ, then their clamp. ∂M/∂λ alone: it
+        runs back through the looked-ahead layer, not through the network."""
+        hyper = list(self.learner.parameters())
+        grads = torch.autograd.grad(meta_loss, hyper, retain_graph=self.cfg.leak_to_model)
+        for p, g in zip(hyper, grads):
+            p.grad = g
         self.meta_optimizer.step()
         self.learner.clamp_()
 
@@ -187,9 +192,12 @@ class MetaStep(PlainStep):
             logits = full_precision(self.model(inputs))
         objective = self.look_ahead_objective(logits, targets, domains, next(self.batches))
         self.meta_update(objective["loss"])
-        # 6. the model's step on the loss under the updated hyper-parameters
+        # 6. the model's step on the loss under the updated hyper-parameters; with the leak,
+        # also on ∂M/∂θ, which the reference leaves in the model's gradients by its meta-loss
+        # backward: here one backward of both, one pass through the network's two graphs
+        # instead of three (benchmarks/meta_step.py), the same gradients.
         loss = self.training_loss(logits, targets, domains)
-        loss.backward()
+        (loss + objective["loss"] if self.cfg.leak_to_model else loss).backward()
         self.clip_and_step()
         for key, value in objective.items():
             self.sums[key] = self.sums.get(key, 0) + value.detach()
