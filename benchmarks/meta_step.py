@@ -68,7 +68,7 @@ def make_step(kind: str, device: torch.device, autocast: contextlib.AbstractCont
         device
     )
     cfg = MetaConfig(name=name, leak_to_model=kind == "meta")
-    step = MetaStep(model, loss, optimizer, learner, None, cfg, seed=0, domain_names=(), **settings)
+    step = MetaStep(model, loss, optimizer, learner, None, cfg, seed=0, **settings)
     step.lr = 0.1
     return step
 

@@ -128,7 +128,10 @@ def build_step(
         )
     device = next(model.parameters()).device
     head = classifier_head(model)[1]
-    domains = len(data.domain_names) if cfg.meta.per_domain else 1
+    # One row of hyper-parameters per seen domain (meta.per_domain), else one for all.
+    seen = data.seen_domains if cfg.meta.per_domain else ()
+    rows = [seen.index(name) if name in seen else -1 for name in data.domain_names]
+    domains = len(seen) or 1
     learner = META_LEARNERS.build(
         cfg.meta.name, data.num_classes, [head.weight.shape, head.bias.shape], domains
     ).to(device)
@@ -141,7 +144,8 @@ def build_step(
         meta_val,
         cfg.meta,
         seed=cfg.seed,
-        domain_names=data.domain_names,
+        seen_domains=seen,
+        domain_rows=torch.tensor(rows, device=device) if seen else None,
         **settings,
     )
 

@@ -96,7 +96,8 @@ class ScalarLabelSmoothing(MetaLearner):
 
 
 class VectorLabelSmoothing(MetaLearner):
-    """ε [D, K]: one class-wise vector per domain (D = 1 unless ``meta.per_domain``)."""
+    """ε [D, K]: one class-wise vector per seen domain (D = 1 unless ``meta.per_domain``);
+    ``domains`` are then each sample's row."""
 
     def __init__(self, num_classes: int, num_domains: int) -> None:
         super().__init__()

@@ -51,7 +51,7 @@ def classifier_head(model: nn.Module) -> tuple[str, nn.Linear]:
     modules = dict(model.named_modules())
     if hasattr(model, "get_classifier"):
         head = model.get_classifier()
-        name = next(n for n, m in modules.items() if m is head)
+        name = next((n for n, m in modules.items() if m is head), None)
     else:
         linear = [n for n, m in modules.items() if isinstance(m, nn.Linear)]
         name = linear[-1] if linear else None
@@ -99,7 +99,8 @@ class MetaStep(PlainStep):
         cfg: MetaConfig,
         *,
         seed: int,
-        domain_names: tuple[str, ...],
+        seen_domains: tuple[str, ...] = (),
+        domain_rows: torch.Tensor | None = None,
         autocast: contextlib.AbstractContextManager,
         grad_clip: float | None,
         summed: bool,
@@ -108,7 +109,9 @@ class MetaStep(PlainStep):
             model, loss_fn, optimizer, autocast=autocast, grad_clip=grad_clip, summed=summed
         )
         self.learner, self.meta_val, self.cfg, self.seed = learner, meta_val, cfg, seed
-        self.domain_names = domain_names
+        # With meta.per_domain, the learner's rows are the seen domains, in order; a sample's
+        # domain index (into the dataset's domain_names) becomes its row by ``domain_rows``.
+        self.seen_domains, self.domain_rows = seen_domains, domain_rows
         self.head_name, head = classifier_head(model)
         self.head = [head.weight, head.bias]
         self.meta_optimizer = torch.optim.Adam(
@@ -186,7 +189,7 @@ class MetaStep(PlainStep):
     def step(
         self, inputs: torch.Tensor, targets: torch.Tensor, *context: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        domains = context[0] if context else None
+        domains = self.domain_rows[context[0]] if context and self.domain_rows is not None else None
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast:
             logits = full_precision(self.model(inputs))
@@ -223,7 +226,7 @@ class MetaStep(PlainStep):
     def figures(self) -> dict[str, Callable[[], Any]]:
         from calibexp.plots.meta import plot_learned
 
-        return {LEARNED_FIGURE: partial(plot_learned, self.learner.learned(), self.domain_names)}
+        return {LEARNED_FIGURE: partial(plot_learned, self.learner.learned(), self.seen_domains)}
 
 
 def full_precision(logits: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,7 @@ def test_the_digits_cell_holds_meta_val_out_as_large_as_val():
 
 def test_a_plain_runs_key_leaves_the_meta_section_out():
     plain = load_config(DEMO)
+    assert run_key(plain) == "4f08116f889d9a07"  # the demo's key before meta existed (f2a28dc)
     assert run_key(plain) == run_key(load_config(DEMO, ["meta.lr=0.5"]))  # not a meta run
     meta = load_config(META_DEMO)
     assert run_key(meta) != run_key(load_config(META_DEMO, ["meta.lr=0.5"]))
@@ -83,3 +84,17 @@ def test_one_vector_per_domain_needs_a_dataset_of_domains():
     )
     with pytest.raises(CalibexpError, match="needs a dataset of several domains; digits has one"):
         build_parts(cfg)
+
+
+@pytest.mark.parametrize(
+    "train_angles, rows",
+    [([0, 15, 30, 45, 60], [0, 1, 2, 3, 4, -1]), ([0, 30, 75], [0, -1, 1, -1, -1, 2])],
+)
+def test_one_vector_per_seen_domain_and_each_domain_its_row(train_angles, rows):
+    from calibexp.parts import build_parts
+
+    overrides = [f"data.train_angles={train_angles}", "data.val_size=100", "data.test_size=100"]
+    parts = build_parts(load_config(ROOT / "configs/demo_rotated_digits.yaml", overrides))
+    assert parts.step.domain_rows.tolist() == rows
+    assert parts.step.learner.eps.shape == (len(train_angles), 10)
+    assert parts.step.seen_domains == tuple(f"rot{a}" for a in train_angles)

@@ -56,7 +56,6 @@ def meta_step_for(name: str, model: TinyNet, domains: int = 1, **switches) -> Me
         None,  # meta-val batches are handed in below, not drawn from a loader
         MetaConfig(name=name, **switches),
         seed=0,
-        domain_names=(),
         autocast=torch.autocast("cpu", enabled=False),
         grad_clip=2.0,
         summed=True,
