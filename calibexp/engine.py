@@ -125,9 +125,7 @@ class PlainStep:
 
 
 def train_one_epoch(
-    model: nn.Module,
     train_step: PlainStep,
-    loss_fn: CalibrationLoss,
     batches: Iterator[tuple[torch.Tensor, ...]],
     *,
     steps: int,
@@ -140,6 +138,7 @@ def train_one_epoch(
     its ``components``, the sample-weighted mean over the epoch, and its ``diagnostics`` on the
     first batch) and the step's own metrics (``meta/…``).
     """
+    model, loss_fn = train_step.model, train_step.loss_fn
     model.train()
     device = next(model.parameters()).device
     sums = {key: torch.zeros((), device=device) for key in TRAIN_KEYS}

@@ -117,10 +117,6 @@ def build_step(
     from calibexp.meta.learners import META_LEARNERS
     from calibexp.meta.step import MetaStep, classifier_head
 
-    if data.meta_val is None:
-        raise CalibexpError(
-            f"meta.name={cfg.meta.name} needs a meta-val split; set data.meta_val_size > 0"
-        )
     if cfg.meta.per_domain and not data.domain_names:
         raise CalibexpError(
             f"meta.per_domain=true needs a dataset of several domains; {cfg.data.name} has one "
@@ -135,6 +131,7 @@ def build_step(
     learner = META_LEARNERS.build(
         cfg.meta.name, data.num_classes, [head.weight.shape, head.bias.shape], domains
     ).to(device)
+    # data.meta_val exists: a meta config without data.meta_val_size > 0 is refused at load
     meta_val = DeviceLoader(data.meta_val, cfg.train.batch_size, device, data.mean, data.std)
     return MetaStep(
         model,

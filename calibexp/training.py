@@ -64,9 +64,7 @@ def fit(
         parts.step.begin_epoch(epoch, lr)
         batches = parts.train_loader.batches(epoch_generator(cfg.seed, epoch, parts.device))
         train = train_one_epoch(
-            parts.model,
             parts.step,
-            parts.loss,
             batches,
             steps=len(parts.train_loader),
             progress=cfg.train.progress,

@@ -35,9 +35,8 @@ from calibexp.data.cifar import load_cifar
 from calibexp.data.files import damaged
 from calibexp.data.registry import DATASETS
 from calibexp.data.rotated_digits import domain_indices, domain_split
-from calibexp.data.shifted import CORRUPTIONS, EXTRA_CORRUPTIONS, cifar10_c
-from calibexp.errors import CalibexpError, require
-from calibexp.registry import closest
+from calibexp.data.shifted import cifar10_c, require_corruption
+from calibexp.errors import require
 
 
 @DATASETS.register("cifar10_domains")
@@ -55,13 +54,8 @@ def cifar10_domains(
     """Default: train 45,000 clean + 4,500 per seen corruption, val 5,000 + 500 each, test
     5,000 per domain (clean and four corruptions)."""
     corruptions, train_corruptions = list(corruptions), list(train_corruptions)
-    known = CORRUPTIONS + EXTRA_CORRUPTIONS
     for name in corruptions:
-        if name not in known:
-            raise CalibexpError(
-                f"config key 'data.corruptions': unknown corruption '{name}'"
-                f"{closest(name, known)}; known: {', '.join(known)}"
-            )
+        require_corruption(name, "config key 'data.corruptions'")
     require(
         len(set(corruptions)) == len(corruptions),
         "data.corruptions",

@@ -47,16 +47,20 @@ def svhn(*, root: str = "data", download: bool = False) -> Split:
     return Split(torch.from_numpy(images), torch.from_numpy(labels))
 
 
+def require_corruption(name: str, where: str) -> None:
+    """A CIFAR-10-C corruption name, or one line naming the nearest and every known one."""
+    known = CORRUPTIONS + EXTRA_CORRUPTIONS
+    if name not in known:
+        raise CalibexpError(
+            f"{where}: unknown corruption '{name}'{closest(name, known)}; known: {', '.join(known)}"
+        )
+
+
 @SHIFTED.register("cifar10_c")
 def cifar10_c(
     *, root: str = "data", corruption: str = "gaussian_noise", severity: int = 5
 ) -> Split:
-    known = CORRUPTIONS + EXTRA_CORRUPTIONS
-    if corruption not in known:
-        raise CalibexpError(
-            f"cifar10_c: unknown corruption '{corruption}'{closest(corruption, known)}; "
-            f"known: {', '.join(known)}"
-        )
+    require_corruption(corruption, "cifar10_c")
     require(1 <= severity <= 5, "severity", severity, "an integer in 1..5")
     folder = Path(root).expanduser() / "CIFAR-10-C"
     source = "https://zenodo.org/record/2535967 (CIFAR-10-C.tar)"

@@ -43,6 +43,19 @@ def soft_cross_entropy_sum(logits: torch.Tensor, soft_targets: torch.Tensor) -> 
     return -(soft_targets * F.log_softmax(logits, dim=1)).sum()
 
 
+def smoothed_cross_entropy_sum(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    eps_y: torch.Tensor,
+    spread_y: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The soft-target CE of target (1 − ε_y)e_y + ε_y·s_y, with s_y the row ``spread_y``
+    (non-uniform) or uniform 1/K."""
+    one_hot = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
+    away = eps_y / logits.shape[1] if spread_y is None else eps_y * spread_y
+    return soft_cross_entropy_sum(logits, one_hot * (1 - eps_y) + away)
+
+
 class MetaLearner(nn.Module):
     """Hyper-parameters learned through the meta-objective, and the training loss they define."""
 
@@ -77,16 +90,12 @@ def eps_summary(eps: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 class ScalarLabelSmoothing(MetaLearner):
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.num_classes = num_classes
         self.eps = nn.Parameter(torch.zeros(()))
 
     def forward(self, logits, targets, domains, head, base_loss):  # noqa: ANN001, ANN201
-        one_hot = F.one_hot(targets, self.num_classes).to(logits.dtype)
-        return soft_cross_entropy_sum(
-            logits, one_hot * (1 - self.eps) + self.eps / self.num_classes
-        )
+        return smoothed_cross_entropy_sum(logits, targets, self.eps)
 
     def clamp_(self) -> None:
         self.eps.data.clamp_(0.0, EPS_MAX)
@@ -101,14 +110,11 @@ class VectorLabelSmoothing(MetaLearner):
 
     def __init__(self, num_classes: int, num_domains: int) -> None:
         super().__init__()
-        self.num_classes = num_classes
         self.eps = nn.Parameter(torch.zeros(num_domains, num_classes))
 
     def forward(self, logits, targets, domains, head, base_loss):  # noqa: ANN001, ANN201
         rows = domains if len(self.eps) > 1 else torch.zeros_like(targets)
-        eps_y = self.eps[rows, targets][:, None]
-        one_hot = F.one_hot(targets, self.num_classes).to(logits.dtype)
-        return soft_cross_entropy_sum(logits, one_hot * (1 - eps_y) + eps_y / self.num_classes)
+        return smoothed_cross_entropy_sum(logits, targets, self.eps[rows, targets][:, None])
 
     def clamp_(self) -> None:
         self.eps.data.clamp_(0.0, EPS_MAX)
@@ -131,9 +137,7 @@ class NonUniformLabelSmoothing(MetaLearner):
 
     def forward(self, logits, targets, domains, head, base_loss):  # noqa: ANN001, ANN201
         eps_y = self.eps[targets][:, None]
-        one_hot = F.one_hot(targets, self.num_classes).to(logits.dtype)
-        soft = one_hot * (1 - eps_y) + eps_y * self.spread_rows()[targets]
-        return soft_cross_entropy_sum(logits, soft)
+        return smoothed_cross_entropy_sum(logits, targets, eps_y, self.spread_rows()[targets])
 
     def clamp_(self) -> None:
         self.spread.data.clamp_(min=0.0)
@@ -174,7 +178,7 @@ class HeadL2(MetaLearner):
 # Builders: (num_classes, head parameter shapes, number of domains), from the data and model.
 @META_LEARNERS.register("label_smoothing_scalar")
 def label_smoothing_scalar(num_classes: int, head_shapes, num_domains: int) -> MetaLearner:  # noqa: ANN001
-    return ScalarLabelSmoothing(num_classes)
+    return ScalarLabelSmoothing()
 
 
 @META_LEARNERS.register("label_smoothing_vector", per_domain=True)

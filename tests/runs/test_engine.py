@@ -29,9 +29,7 @@ def one_epoch(parts, epoch: int = 0, grad_clip=None):
         summed=False,
     )
     return train_one_epoch(
-        parts.model,
         step,
-        parts.loss,
         parts.train_loader.batches(epoch_generator(0, epoch, parts.device)),
         steps=len(parts.train_loader),
         progress=False,
