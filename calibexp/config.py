@@ -92,6 +92,11 @@ class EvalConfig:
     evolution_epochs: list[int] = field(default_factory=list)  # [] = up to 5, evenly spread
     # Post-hoc calibrators fitted on val; each logs test_<split>/... and <split>/temperature.
     calibrators: list[str] = field(default_factory=lambda: ["temperature", "temperature_grid_ece"])
+    # Robustness sets (calibexp.data.shifted: svhn, cifar10_c, image_patches, digits_c)
+    # evaluated at the end of training and logged into the run (ood/..., shift/...), as
+    # `mlflow run . -e ood` does for a finished run; [] = none.
+    ood: list[str] = field(default_factory=list)
+    extra_corruptions: bool = False  # a shift set's extra corruptions too (CIFAR-10-C's 4)
 
     def __post_init__(self) -> None:
         require(self.batch_size >= 1, "eval.batch_size", self.batch_size, "an integer >= 1")
@@ -121,6 +126,16 @@ class EvalConfig:
             self.calibrators,
             "a non-empty list of distinct calibrator names",
         )
+        from calibexp.data.shifted import SHIFTED  # late: the data package imports config
+
+        for name in self.ood:
+            if name not in SHIFTED.names():
+                known = SHIFTED.names()
+                raise CalibexpError(
+                    f"eval.ood: unknown evaluation set '{name}'{closest(name, known)}; "
+                    f"known: {', '.join(known)}"
+                )
+        require(len(set(self.ood)) == len(self.ood), "eval.ood", self.ood, "distinct set names")
         require(
             self.best_metric.startswith("val/"),
             "eval.best_metric",
@@ -274,6 +289,8 @@ NON_SEMANTIC = (
     "eval.diagram_every",
     "eval.diagram_budget",
     "eval.evolution_epochs",
+    "eval.ood",  # evaluations added to the run: what it trains is the same
+    "eval.extra_corruptions",
     "tracking",
 )
 # The NON_SEMANTIC keys that belong to the machine a run is on: a worker that resumes another

@@ -10,6 +10,9 @@
 - At the end of training: ``plots/reliability_val_evolution.png``, the val diagrams of chosen
   epochs in a grid (``eval.evolution_epochs``, or up to 5 spread evenly), drawn from the logged
   tables, so a resumed run draws it the same way as an uninterrupted one.
+- At the end of training: the evidence plots (``calibexp.plots.evidence``) from the run's own
+  metric history: ``plots/evidence_components.png``, ``plots/ece_vs_acc.png`` and, for a gated
+  loss, ``plots/gate_gradient.png``.
 - At evaluation (``calibexp.evaluation``): test before and after each calibrator, alone and
   side by side.
 """
@@ -118,3 +121,33 @@ def log_evolution(run: Any, chosen: list[int], epochs: int) -> None:
         run.log_figure(
             partial(plot_reliability_grid, panels, "val reliability over training"), EVOLUTION
         )
+
+
+EVIDENCE_COMPONENTS = "plots/evidence_components.png"
+ECE_VS_ACC = "plots/ece_vs_acc.png"
+GATE_GRADIENT = "plots/gate_gradient.png"
+
+
+def log_evidence(run: Any, ece_key: str, title: str) -> None:
+    """Draw the evidence plots from the run's metric history in the store (every epoch, the
+    ones logged before a resume included)."""
+    from calibexp.plots.evidence import (
+        GATE_KEYS,
+        plot_ece_vs_acc,
+        plot_evidence_components,
+        plot_gate_gradient,
+    )
+
+    run.flush()  # the last epochs' metrics must be in the store first
+    logged = run.client.get_run(run.run_id).data.metrics
+    keys = [k for k in logged if k.startswith("evidence/") or k in ("val/acc", ece_key)]
+    history = {
+        key: sorted((m.step, m.value) for m in run.client.get_metric_history(run.run_id, key))
+        for key in keys
+    }
+    if any(k.startswith("evidence/") and k not in GATE_KEYS for k in history):
+        run.log_figure(partial(plot_evidence_components, history, title), EVIDENCE_COMPONENTS)
+    if "val/acc" in history and ece_key in history:
+        run.log_figure(partial(plot_ece_vs_acc, history, ece_key, title), ECE_VS_ACC)
+    if any(k in history for k in GATE_KEYS):
+        run.log_figure(partial(plot_gate_gradient, history, title), GATE_GRADIENT)

@@ -1,43 +1,83 @@
-"""Re-evaluate a run's checkpoint into a new MLflow run linked to it (the ``evaluate`` entry).
+"""Evaluate a finished run's checkpoint again.
 
-The new run carries the tags ``calibexp.source_run_id`` and ``mlflow.parentRunId`` (the UI
-nests it under the source when both are in one experiment), the source's config and params,
-and exactly the end-of-run evaluation that ``train`` logs.
+- ``reevaluate`` (the ``evaluate`` entry): into a new MLflow run linked to it, with the tags
+  ``calibexp.source_run_id`` and ``mlflow.parentRunId`` (the UI nests it under the source when
+  both are in one experiment), the source's config and params, and exactly the end-of-run
+  evaluation that ``train`` logs.
+- ``robustness_of_run`` (the ``ood`` entry): OoD detection and calibration under shift
+  (``calibexp.robustness``), logged into the run itself, which stays FINISHED.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from calibexp.config import ExperimentConfig
+from calibexp.data import DataBundle, DeviceLoader
 from calibexp.engine import autocast_for, resolve_device
+from calibexp.errors import CalibexpError
 from calibexp.evaluation import evaluate_and_log
 from calibexp.parts import build_data, build_model
+from calibexp.robustness import default_sets, evaluate_robustness, evaluated_of
 from calibexp.run import (
     RunResult,
+    config_for_resume,
     describe,
     guarded,
     record_config,
     require_same_split,
     run_tags,
-    source_config,
 )
 from calibexp.seeding import seed_everything
 from calibexp.tracking.checkpoints import load_checkpoint
+from calibexp.tracking.launcher import mark_launcher
 from calibexp.tracking.names import evaluation_name
 from calibexp.tracking.run import TrackedRun, get_run, host_tags, tracking_client
 
 
-def reevaluate(run_id: str, checkpoint: str | None = None) -> RunResult:
-    client = tracking_client()
+@dataclass
+class Trained:
+    """A run's model with the weights of one checkpoint, and the data it was trained on."""
+
+    source: Any  # the MLflow run
+    cfg: ExperimentConfig
+    which: str  # last | best
+    state: dict[str, Any]
+    device: torch.device
+    data: DataBundle
+    val_loader: DeviceLoader
+    test_loader: DeviceLoader
+    model: torch.nn.Module
+
+
+def load_trained(
+    client: Any, run_id: str, checkpoint: str | None, overrides: list[str] | None = None
+) -> Trained:
+    """``run_id``'s config (with ``overrides`` of this machine's keys only: ``data.root``,
+    ``device``), its data rebuilt and checked to be the same split, and its model with the
+    ``checkpoint`` weights (default: the run's ``eval.test_checkpoint``)."""
     source = get_run(client, run_id)
-    cfg = source_config(client, run_id)
+    cfg = config_for_resume(client, run_id, overrides or [])
     which = checkpoint or cfg.eval.test_checkpoint
     state = load_checkpoint(client, run_id, f"checkpoints/{which}.pt")
-
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed, cfg.deterministic)
     data, (_, val_loader, test_loader) = build_data(cfg, device)
     require_same_split(run_id, source.data.tags, data)
     model = build_model(cfg, data, device)
     model.load_state_dict(state["model"])
+    return Trained(source, cfg, which, state, device, data, val_loader, test_loader, model)
+
+
+def reevaluate(run_id: str, checkpoint: str | None = None) -> RunResult:
+    client = tracking_client()
+    trained = load_trained(client, run_id, checkpoint)
+    source, cfg, which, state = trained.source, trained.cfg, trained.which, trained.state
+    data, model, device = trained.data, trained.model, trained.device
+    val_loader, test_loader = trained.val_loader, trained.test_loader
 
     tags = {
         **run_tags(cfg, data),
@@ -77,3 +117,47 @@ def reevaluate(run_id: str, checkpoint: str | None = None) -> RunResult:
         return RunResult(run.run_id, metrics)
 
     return guarded(run, evaluate)
+
+
+def robustness_of_run(
+    run_id: str,
+    sets: list[str] | None = None,
+    *,
+    checkpoint: str | None = None,
+    extra: bool = False,
+    overrides: list[str] | None = None,
+) -> dict[str, float]:
+    """Evaluate a FINISHED run on ``sets`` (default: its dataset's ``robustness`` sets) and log
+    the results into it; the run keeps its status. A set that cannot be evaluated raises its
+    one-line error after the others are logged."""
+    client = tracking_client()
+    status = get_run(client, run_id).info.status
+    if status != "FINISHED":
+        raise CalibexpError(
+            f"run '{run_id}' is {status}; -e ood evaluates a FINISHED run (train or resume it "
+            "first)"
+        )
+    trained = load_trained(client, run_id, checkpoint, overrides)
+    cfg = trained.cfg
+    chosen = list(sets) if sets else list(default_sets(cfg.data.name))
+    if not chosen:
+        raise CalibexpError(
+            f"dataset {cfg.data.name} has no default robustness sets; name them: -P sets=..."
+        )
+    evaluated = evaluated_of(cfg, trained.model, trained.data, trained.device)
+    evaluated.step = int(trained.state["epoch"])
+    run = TrackedRun(client, run_id)  # writes only: the status is left as it is
+    mark_launcher(client, run_id, f"robustness of run {run_id} logged into it")
+    print(
+        f"calibexp: robustness of run {run_id} ({trained.which} checkpoint, epoch "
+        f"{evaluated.step + 1}) on {', '.join(chosen)}",
+        flush=True,
+    )
+    try:
+        metrics, errors = evaluate_robustness(run, evaluated, chosen, extra=extra)
+        run.flush()
+    finally:
+        run.release()
+    if errors:
+        raise CalibexpError("; ".join(errors))
+    return metrics

@@ -44,11 +44,13 @@ from calibexp.config import (
     with_overrides,
 )
 from calibexp.data import DataBundle
-from calibexp.diagrams import VAL_SERIES, log_evolution
+from calibexp.diagrams import VAL_SERIES, log_evidence, log_evolution
 from calibexp.errors import CalibexpError, LeaseLost
 from calibexp.evaluation import evaluate_and_log, headline_keys
 from calibexp.headline import DESCRIPTION_TAG, headline
+from calibexp.metrics.registry import metric_key
 from calibexp.parts import Parts, build_parts
+from calibexp.robustness import evaluate_robustness, evaluated_of
 from calibexp.tracking.checkpoints import BEST, LAST, load_checkpoint
 from calibexp.tracking.inputs import dataset_input
 from calibexp.tracking.launcher import mark_launcher, take_launcher
@@ -71,6 +73,8 @@ from calibexp.training import BestSoFar, fit, restore
 SPLITS_ARTIFACT = "splits.npz"
 # The digest of those indices, the tag that says which samples a run was trained on.
 SPLIT_DIGEST_TAG = "calibexp.split_digest"
+# Why an eval.ood set was not evaluated (its one-line error); the run finishes regardless.
+ROBUSTNESS_ERROR_TAG = "calibexp.robustness_error"
 
 
 @dataclass
@@ -394,6 +398,7 @@ def _train_and_evaluate(
     recorder = EpochRecorder.for_config(run, cfg)
     fit(parts, recorder, start, best, trial.after_epoch if trial else None)
     log_evolution(run, cfg.eval.evolution_epochs, cfg.train.epochs)
+    log_evidence(run, metric_key("val", "ece", cfg.eval.ece_bins), run_name(cfg))
     for path, figure in parts.step.figures().items():  # what a meta-learner learned
         run.log_figure(figure, path)
     if trial is not None:  # test is evaluated once, after the search, never inside it
@@ -413,11 +418,25 @@ def _train_and_evaluate(
         domain_names=parts.data.domain_names,
         seen_domains=parts.data.seen_domains,
     )
+    if cfg.eval.ood:
+        _log_robustness(run, parts)
     if cfg.tracking.log_model:
         run.flush()
         _log_model(run, parts)
     describe(run, cfg, metrics)
     return RunResult(run.run_id, metrics)
+
+
+def _log_robustness(run: TrackedRun, parts: Parts) -> None:
+    """``eval.ood``'s sets, logged into the run; a set that cannot be evaluated (its files
+    missing or damaged) is reported in one line and tagged, and the run still finishes."""
+    cfg = parts.cfg
+    evaluated = evaluated_of(cfg, parts.model, parts.data, parts.device)
+    _, errors = evaluate_robustness(run, evaluated, cfg.eval.ood, extra=cfg.eval.extra_corruptions)
+    for line in errors:
+        print(f"calibexp: robustness not evaluated: {line}", flush=True)
+    if errors:
+        run.set_tags({ROBUSTNESS_ERROR_TAG: "; ".join(errors)[:5000]})
 
 
 def _log_model(run: TrackedRun, parts: Parts) -> None:

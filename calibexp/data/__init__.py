@@ -4,6 +4,7 @@ from calibexp.data import (  # noqa: F401  (register the datasets)
     cifar,
     cifar_domains,
     digits,
+    embedded_shift,
     rotated_digits,
     tiny_imagenet,
 )

@@ -102,7 +102,7 @@ def load_cifar(
     )
 
 
-@DATASETS.register("cifar10")
+@DATASETS.register("cifar10", robustness=("svhn", "cifar10_c"))
 def cifar10(
     *,
     root: str = "data",
@@ -124,7 +124,7 @@ def cifar10(
     )
 
 
-@DATASETS.register("cifar100")
+@DATASETS.register("cifar100", robustness=("svhn",))
 def cifar100(
     *,
     root: str = "data",

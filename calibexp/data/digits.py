@@ -40,7 +40,7 @@ def split_digits(
     return images, labels, positions
 
 
-@DATASETS.register("digits")
+@DATASETS.register("digits", robustness=("image_patches", "digits_c"))
 def digits(
     *, val_size: int = 450, test_size: int = 450, split_seed: int = 1, meta_val_size: int = 0
 ) -> DataBundle:

@@ -1,4 +1,5 @@
-"""The dataset registry: ``builder(**hyper-parameters) -> DataBundle``."""
+"""The dataset registry: ``builder(**hyper-parameters) -> DataBundle``; each registered with
+the ``robustness`` sets (``calibexp.data.shifted``) a run on it is evaluated on by default."""
 
 from calibexp.registry import Registry
 

@@ -2,6 +2,12 @@
 (CIFAR-10-C) inputs, each a ``Split`` of uint8 images to be normalised with the statistics of the
 dataset the model was trained on (as torrvision/focal_calibration's OoD evaluation does).
 
+Every builder takes the evaluated run's test split first (``reference``: the corruptions of
+``digits_c`` are drawn on it, ``image_patches`` takes its image shape; the published sets ignore
+it) and is registered with its ``kind``: ``ood`` (every sample is out of distribution) or
+``shift`` (the test set under ``corruptions`` at severities 1-5, labels kept), with the
+``extra`` corruptions evaluated only on request.
+
 - ``svhn``: the SVHN cropped-digits **test** split (``test_32x32.mat``, 26,032 images; label 10
   is digit 0), the OoD set of every reference.
 - ``cifar10_c``: one corruption at one severity of CIFAR-10-C (Hendrycks & Dietterich, ICLR
@@ -20,6 +26,7 @@ from calibexp.errors import CalibexpError, require
 from calibexp.registry import Registry, closest
 
 SHIFTED = Registry("evaluation set")
+SEVERITIES = (1, 2, 3, 4, 5)
 
 CORRUPTIONS = (  # the 15 benchmark corruptions
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
@@ -29,8 +36,8 @@ CORRUPTIONS = (  # the 15 benchmark corruptions
 EXTRA_CORRUPTIONS = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 
 
-@SHIFTED.register("svhn")
-def svhn(*, root: str = "data", download: bool = False) -> Split:
+@SHIFTED.register("svhn", kind="ood")
+def svhn(reference: Split | None = None, *, root: str = "data", download: bool = False) -> Split:
     path = Path(root).expanduser() / "test_32x32.mat"
     if download and not path.exists():
         from torchvision.datasets import SVHN
@@ -56,9 +63,13 @@ def require_corruption(name: str, where: str) -> None:
         )
 
 
-@SHIFTED.register("cifar10_c")
+@SHIFTED.register("cifar10_c", kind="shift", corruptions=CORRUPTIONS, extra=EXTRA_CORRUPTIONS)
 def cifar10_c(
-    *, root: str = "data", corruption: str = "gaussian_noise", severity: int = 5
+    reference: Split | None = None,
+    *,
+    root: str = "data",
+    corruption: str = "gaussian_noise",
+    severity: int = 5,
 ) -> Split:
     require_corruption(corruption, "cifar10_c")
     require(1 <= severity <= 5, "severity", severity, "an integer in 1..5")

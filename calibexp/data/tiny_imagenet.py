@@ -91,7 +91,7 @@ def _decoded(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return (*arrays, len(wnids))
 
 
-@DATASETS.register("tiny_imagenet")
+@DATASETS.register("tiny_imagenet", robustness=("image_patches",))
 def tiny_imagenet(
     *,
     root: str = "data",

@@ -54,16 +54,27 @@ class FocalCalibration(CalibrationLoss):
         }
 
     def diagnostics(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """‖∂ mean(w)/∂z‖₂ on this batch: 0 by construction when w is detached."""
+        """On this batch: ``gate_grad_norm`` = ‖∂ mean(w)/∂z‖₂, and ``gate_grad_ratio`` =
+        ‖∂/∂z λ·mean(w·sg[B])‖₂ / ‖∂L/∂z‖₂, the share of the loss's gradient that flows through
+        the gate itself (B the Brier term, sg stop-gradient). Both are 0 by construction when w
+        is detached."""
         if self.gamma_cal is None:
             return {}
         with torch.enable_grad():
             z = logits.detach().requires_grad_(True)
-            w = self.gate(terms.log_pt(z, targets))
+            log_p = terms.log_pt(z, targets)
+            w = self.gate(log_p)
             if not w.requires_grad:
-                return {"gate_grad_norm": torch.zeros((), device=logits.device)}
-            (grad,) = torch.autograd.grad(w.mean(), z)
-        return {"gate_grad_norm": grad.norm()}
+                zero = torch.zeros((), device=logits.device)
+                return {"gate_grad_norm": zero, "gate_grad_ratio": zero}
+            brier = terms.brier(z, targets).detach()
+            (gate_grad,) = torch.autograd.grad(w.mean(), z, retain_graph=True)
+            (through_gate,) = torch.autograd.grad(self.lam * (w * brier).mean(), z)
+            (loss_grad,) = torch.autograd.grad(self.forward(z, targets), z)
+        return {
+            "gate_grad_norm": gate_grad.norm(),
+            "gate_grad_ratio": through_gate.norm() / loss_grad.norm().clamp_min(1e-30),
+        }
 
 
 def _check(gamma_focal: float, lam: float, gamma_cal: float | None = None) -> None:

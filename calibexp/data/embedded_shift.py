@@ -1,0 +1,148 @@
+"""Robustness sets that need no download, so the embedded digits demo can be evaluated for OoD
+detection and calibration under shift on any machine.
+
+- ``image_patches`` (OoD): square crops of the two photographs scikit-learn ships
+  (``sklearn.datasets.load_sample_images``: a Chinese temple and a flower), area-downsampled to
+  the evaluated model's input shape, in grey when it takes one channel.
+- ``digits_c`` (shift): the run's own test split under seven of CIFAR-10-C's corruptions, each at
+  five severities with the parameters of Hendrycks & Dietterich's ``make_cifar_c.py``
+  ("Benchmarking Neural Network Robustness to Common Corruptions and Perturbations", ICLR 2019;
+  github.com/hendrycks/robustness): six of its 15 (the noises, pixelate, contrast, brightness)
+  and its extra ``gaussian_blur``. The nine left out need texture images (snow, frost, fog), a
+  JPEG codec, or blur and warp kernels wider than an 8x8 image (defocus, glass, motion, zoom,
+  elastic).
+
+Both are seeded: the same call gives the same images on every machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2.functional import gaussian_blur as tv_gaussian_blur
+
+from calibexp.data.bundle import Split
+from calibexp.data.shifted import SHIFTED
+from calibexp.errors import CalibexpError, require
+from calibexp.registry import closest
+
+PATCH_SOURCE_SCALE = 4  # a crop spans 4x the model's input side before it is downsampled
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 grey from RGB
+# (images in [0, 1] [N, C, H, W], the severity's parameter, a seeded generator) -> corrupted
+Corruption = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
+
+
+def default_reference() -> Split:
+    """The digits demo's test split: what these sets are built on when no run's is given."""
+    from calibexp.data.registry import DATASETS
+
+    return DATASETS.build("digits").test
+
+
+@SHIFTED.register("image_patches", kind="ood")
+def image_patches(reference: Split | None = None, *, count: int = 0, seed: int = 0) -> Split:
+    """``count`` patches (0: as many as ``reference`` holds) of the reference's image shape."""
+    reference = reference if reference is not None else default_reference()
+    channels, height, width = reference.images.shape[1:]
+    count = count or len(reference)
+    require(count >= 1, "count", count, "an integer >= 1 (0: as many as the test split)")
+    from sklearn.datasets import load_sample_images
+
+    photos = [torch.tensor(p).permute(2, 0, 1).float() for p in load_sample_images().images]
+    crop_h, crop_w = height * PATCH_SOURCE_SCALE, width * PATCH_SOURCE_SCALE
+    rng = np.random.default_rng(seed)
+    crops, sources = [], []
+    for _ in range(count):
+        source = int(rng.integers(len(photos)))
+        photo = photos[source]
+        top = int(rng.integers(photo.shape[1] - crop_h + 1))
+        left = int(rng.integers(photo.shape[2] - crop_w + 1))
+        crops.append(photo[:, top : top + crop_h, left : left + crop_w])
+        sources.append(source)
+    pixels = F.interpolate(torch.stack(crops), size=(height, width), mode="area")
+    if channels == 1:
+        pixels = (pixels * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+    elif channels != 3:
+        raise CalibexpError(f"image_patches: cannot make {channels}-channel patches; 1 or 3")
+    images = pixels.round().clamp(0, 255).to(torch.uint8)
+    return Split(images, torch.tensor(sources, dtype=torch.int64))  # label: which photograph
+
+
+def _gaussian_noise(x: torch.Tensor, c: float, g: torch.Generator) -> torch.Tensor:
+    return x + c * torch.randn(x.shape, generator=g)
+
+
+def _shot_noise(x: torch.Tensor, c: float, g: torch.Generator) -> torch.Tensor:
+    return torch.poisson(x * c, generator=g) / c
+
+
+def _impulse_noise(x: torch.Tensor, c: float, g: torch.Generator) -> torch.Tensor:
+    # skimage.util.random_noise(mode="s&p", amount=c): a share c of the pixels, salt or pepper
+    # with equal chance.
+    hit = torch.rand(x.shape, generator=g) < c
+    salt = torch.rand(x.shape, generator=g) < 0.5
+    return torch.where(hit, salt.to(x.dtype), x)
+
+
+def _gaussian_blur(x: torch.Tensor, c: float, g: torch.Generator) -> torch.Tensor:
+    side = 2 * int(np.ceil(3 * c)) + 1  # +-3 sigma, as scipy's gaussian_filter truncates at 4
+    return tv_gaussian_blur(x, [side, side], [c, c])
+
+
+def _pixelate(x: torch.Tensor, c: float, g: torch.Generator) -> torch.Tensor:
+    height, width = x.shape[2:]
+    small = F.interpolate(x, size=(int(height * c), int(width * c)), mode="area")  # PIL's BOX
+    return F.interpolate(small, size=(height, width), mode="nearest")
+
+
+def _contrast(x: torch.Tensor, c: float, g: torch.Generator) -> torch.Tensor:
+    means = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - means) * c + means
+
+
+def _brightness(x: torch.Tensor, c: float, g: torch.Generator) -> torch.Tensor:
+    if x.shape[1] == 1:
+        return x + c
+    # HSV's V is the largest channel: raising V by c scales every channel by (V + c) / V.
+    value = x.amax(dim=1, keepdim=True)
+    return x * ((value + c).clamp(max=1) / value.clamp(min=1e-8))
+
+
+# Each corruption, and make_cifar_c.py's parameter of it at severities 1..5 (images in [0, 1]).
+DIGIT_CORRUPTIONS: dict[str, tuple[Corruption, tuple[float, ...]]] = {
+    "gaussian_noise": (_gaussian_noise, (0.04, 0.06, 0.08, 0.09, 0.10)),  # noise std
+    "shot_noise": (_shot_noise, (500, 250, 100, 75, 50)),  # photons per unit intensity
+    "impulse_noise": (_impulse_noise, (0.01, 0.02, 0.03, 0.05, 0.07)),  # share of pixels hit
+    "gaussian_blur": (_gaussian_blur, (0.4, 0.6, 0.7, 0.8, 1.0)),  # sigma in pixels
+    "pixelate": (_pixelate, (0.95, 0.9, 0.85, 0.75, 0.65)),  # side kept before upsampling
+    "contrast": (_contrast, (0.75, 0.5, 0.4, 0.3, 0.15)),  # factor on distance to the mean
+    "brightness": (_brightness, (0.05, 0.1, 0.15, 0.2, 0.3)),  # added to HSV's value
+}
+
+
+@SHIFTED.register("digits_c", kind="shift", corruptions=tuple(DIGIT_CORRUPTIONS), extra=())
+def digits_c(
+    reference: Split | None = None,
+    *,
+    corruption: str = "gaussian_noise",
+    severity: int = 5,
+    seed: int = 0,
+) -> Split:
+    """``reference`` (the run's test split) under ``corruption`` at ``severity``; labels kept."""
+    if corruption not in DIGIT_CORRUPTIONS:
+        raise CalibexpError(
+            f"digits_c: unknown corruption '{corruption}'{closest(corruption, DIGIT_CORRUPTIONS)}"
+            f"; known: {', '.join(DIGIT_CORRUPTIONS)}"
+        )
+    require(1 <= severity <= 5, "severity", severity, "an integer in 1..5")
+    reference = reference if reference is not None else default_reference()
+    names = list(DIGIT_CORRUPTIONS)
+    generator = torch.Generator().manual_seed(seed * 1000 + names.index(corruption) * 10 + severity)
+    x = reference.images.float() / 255
+    corrupt, parameters = DIGIT_CORRUPTIONS[corruption]
+    corrupted = corrupt(x, parameters[severity - 1], generator).clamp(0, 1)
+    images = (corrupted * 255).round().to(torch.uint8)
+    return Split(images, reference.labels.clone(), reference.domains)
