@@ -3,7 +3,8 @@ detection and calibration under shift on any machine.
 
 - ``image_patches`` (OoD): square crops of the two photographs scikit-learn ships
   (``sklearn.datasets.load_sample_images``: a Chinese temple and a flower), area-downsampled to
-  the evaluated model's input shape, in grey when it takes one channel.
+  the evaluated model's input shape, in grey when it takes one channel; crops with almost no
+  texture (sky, walls) are drawn again.
 - ``digits_c`` (shift): the run's own test split under seven of CIFAR-10-C's corruptions, each at
   five severities with the parameters of Hendrycks & Dietterich's ``make_cifar_c.py``
   ("Benchmarking Neural Network Robustness to Common Corruptions and Perturbations", ICLR 2019;
@@ -30,6 +31,7 @@ from calibexp.errors import CalibexpError, require
 from calibexp.registry import closest
 
 PATCH_SOURCE_SCALE = 4  # a crop spans 4x the model's input side before it is downsampled
+MIN_PATCH_STD = 8.0  # grey levels (of 255): a patch with less texture is drawn again
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 grey from RGB
 # (images in [0, 1] [N, C, H, W], the severity's parameter, a seeded generator) -> corrupted
 Corruption = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
@@ -54,15 +56,18 @@ def image_patches(reference: Split | None = None, *, count: int = 0, seed: int =
     photos = [torch.tensor(p).permute(2, 0, 1).float() for p in load_sample_images().images]
     crop_h, crop_w = height * PATCH_SOURCE_SCALE, width * PATCH_SOURCE_SCALE
     rng = np.random.default_rng(seed)
-    crops, sources = [], []
-    for _ in range(count):
+    patches, sources = [], []
+    while len(patches) < count:  # drawn in seeded order; flat crops (sky, walls) redrawn
         source = int(rng.integers(len(photos)))
         photo = photos[source]
         top = int(rng.integers(photo.shape[1] - crop_h + 1))
         left = int(rng.integers(photo.shape[2] - crop_w + 1))
-        crops.append(photo[:, top : top + crop_h, left : left + crop_w])
-        sources.append(source)
-    pixels = F.interpolate(torch.stack(crops), size=(height, width), mode="area")
+        crop = photo[None, :, top : top + crop_h, left : left + crop_w]
+        patch = F.interpolate(crop, size=(height, width), mode="area")[0]
+        if patch.mean(dim=0).std() >= MIN_PATCH_STD:
+            patches.append(patch)
+            sources.append(source)
+    pixels = torch.stack(patches)
     if channels == 1:
         pixels = (pixels * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
     elif channels != 3:

@@ -250,6 +250,20 @@ def test_gate_gradient_norm_is_zero_only_with_stop_gradient():
     assert norm.item() == pytest.approx(zz.grad.norm().item(), rel=1e-9) and norm.item() > 0
 
 
+def test_gate_gradient_ratio_is_the_share_of_the_gradient_through_the_gate():
+    z, y = batch(10, 32, seed=5)
+    kwargs = {"lam": 0.7, "gamma_cal": 2.0}
+    assert LOSSES.build("safcl", **kwargs).diagnostics(z, y)["gate_grad_ratio"].item() == 0.0
+    ratio = LOSSES.build("safcl_nodetach", **kwargs).diagnostics(z, y)["gate_grad_ratio"]
+    # the gradient through the gate is what the no-detach variant adds to SA-FCL's gradient
+    a, b = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    LOSSES.build("safcl", **kwargs)(a, y).backward()
+    LOSSES.build("safcl_nodetach", **kwargs)(b, y).backward()
+    expected = ((b.grad - a.grad).norm() / b.grad.norm()).item()
+    assert ratio.item() == pytest.approx(expected, rel=1e-9) and 0 < expected < 1
+    assert "gate_grad_ratio" not in LOSSES.build("fcl_ungated").diagnostics(z, y)
+
+
 def test_flsd53_switches_gamma_exactly_at_the_thresholds():
     loss = LOSSES.build("flsd53")
     pt = torch.tensor([0.05, 0.2 - 1e-12, 0.2, 0.2 + 1e-12, 0.5 - 1e-12, 0.5, 0.99], dtype=F64)

@@ -1,5 +1,5 @@
 """A registry-parametrized run of the demo, one epoch with every loss: the loss's evidence is
-logged per epoch as ``evidence/<key>``."""
+logged per epoch as ``evidence/<key>``, and the evidence plots are drawn from that history."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def evidence_keys(name: str) -> set[str]:
 
 
 @pytest.mark.parametrize("name", LOSSES.names())
-def test_one_demo_epoch_logs_the_evidence(name, tracking_store):
+def test_one_demo_epoch_logs_the_evidence_and_draws_it(name, tracking_store, tmp_path):
     cfg = load_config(ROOT / "configs/demo.yaml", [*FAST, "train.epochs=1", f"loss.name={name}"])
     run_id = run_experiment(cfg).run_id
     client = MlflowClient(tracking_store)
@@ -46,3 +46,12 @@ def test_one_demo_epoch_logs_the_evidence(name, tracking_store):
         m = run.data.metrics
         assert 0 < m["evidence/p_t"] < 1 and 0 <= m["evidence/w"] <= 1
         assert m["evidence/w_brier"] <= m["evidence/brier"] + 1e-9
+    # the evidence plots, drawn from that history at the end of the run
+    plots = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert {"plots/evidence_components.png", "plots/ece_vs_acc.png"} <= plots
+    gated = "evidence/gate_grad_norm" in keys
+    assert gated == ("plots/gate_gradient.png" in plots)
+    assert gated == (name in ("safcl", "safcl_nodetach"))
+    for path in plots & {"plots/evidence_components.png", "plots/gate_gradient.png"}:
+        local = client.download_artifacts(run_id, path, str(tmp_path))
+        assert open(local, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
