@@ -156,6 +156,7 @@ def robustness_of_run(
     try:
         metrics, errors = evaluate_robustness(run, evaluated, chosen, extra=extra)
         run.flush()
+        describe(run, cfg, dict(get_run(client, run_id).data.metrics))  # now with these
     finally:
         run.release()
     if errors:

@@ -419,7 +419,7 @@ def _train_and_evaluate(
         seen_domains=parts.data.seen_domains,
     )
     if cfg.eval.ood:
-        _log_robustness(run, parts)
+        metrics.update(_log_robustness(run, parts))
     if cfg.tracking.log_model:
         run.flush()
         _log_model(run, parts)
@@ -427,16 +427,19 @@ def _train_and_evaluate(
     return RunResult(run.run_id, metrics)
 
 
-def _log_robustness(run: TrackedRun, parts: Parts) -> None:
+def _log_robustness(run: TrackedRun, parts: Parts) -> dict[str, float]:
     """``eval.ood``'s sets, logged into the run; a set that cannot be evaluated (its files
     missing or damaged) is reported in one line and tagged, and the run still finishes."""
     cfg = parts.cfg
     evaluated = evaluated_of(cfg, parts.model, parts.data, parts.device)
-    _, errors = evaluate_robustness(run, evaluated, cfg.eval.ood, extra=cfg.eval.extra_corruptions)
+    metrics, errors = evaluate_robustness(
+        run, evaluated, cfg.eval.ood, extra=cfg.eval.extra_corruptions
+    )
     for line in errors:
         print(f"calibexp: robustness not evaluated: {line}", flush=True)
     if errors:
         run.set_tags({ROBUSTNESS_ERROR_TAG: "; ".join(errors)[:5000]})
+    return metrics
 
 
 def _log_model(run: TrackedRun, parts: Parts) -> None:

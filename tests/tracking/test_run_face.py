@@ -10,7 +10,7 @@ import random
 from mlflow.tracking import MlflowClient
 
 from calibexp.config import load_config
-from calibexp.headline import DESCRIPTION_TAG, headline_rows
+from calibexp.headline import DESCRIPTION_TAG, headline, headline_rows, ood_rows
 from calibexp.run import run_experiment
 from calibexp.tracking.ops_tags import (
     ATTEMPT_TAG,
@@ -143,10 +143,25 @@ def test_headline_rows_by_hand():
         "test_ts/nll": 0.18,
         "test_ts/smece": 0.0084,
         "ood/svhn/msp/auroc": 0.912,
+        "ood/svhn/msp/aupr_in": 0.9,
+        "ood/svhn/msp/aupr_out": 0.88,
+        "ood/svhn/msp/fpr95": 0.4,
+        "ood/svhn/entropy/auroc": 0.95,  # only MSP is in the headline
+        "shift/cifar10_c/mean/5/acc": 0.6,
+        "shift/cifar10_c/mean/5/ece_10": 0.2,
+        "shift/cifar10_c/mean/5/nll": 1.5,
+        "shift/cifar10_c/mean/5/smece": 0.19,
+        "shift/cifar10_c/gaussian_noise/5/acc": 0.3,  # one corruption: not in the headline
     }
     assert headline_rows(metrics, 10, ["temperature"]) == [
         ["test", "acc %", "ECE-10 %", "NLL", "smECE %"],
         ["uncalibrated", "95.12", "3.60", "0.2100", "3.05"],
         ["temperature T=1.52", "95.12", "0.90", "0.1800", "0.84"],
-        ["ood/svhn/msp/auroc %", "91.20", "", "", ""],
+        ["cifar10_c severity 5", "60.00", "20.00", "1.5000", "19.00"],
     ]
+    assert ood_rows(metrics) == [
+        ["OoD set (MSP)", "AUROC %", "AUPR-In %", "AUPR-Out %", "FPR@95 %"],
+        ["svhn", "91.20", "90.00", "88.00", "40.00"],
+    ]
+    text = headline("a-run", None, metrics, 10, ["temperature"])
+    assert text.splitlines()[-1] == "| svhn          | 91.20   | 90.00     | 88.00      | 40.00    |"
