@@ -52,6 +52,10 @@ def server(tmp_path_factory):
 def env_for(uri: str, host: str, experiment: str) -> dict[str, str]:
     env = subprocess_env(uri)
     env.update(CALIBEXP_HOST=host, MLFLOW_EXPERIMENT_NAME=experiment)
+    # One torch thread per worker: several workers x torch's default 2 threads on 2 cores spin
+    # against each other and the server; every worker of a test (and its reference run) gets
+    # the same, so runs still compare equal.
+    env["OMP_NUM_THREADS"] = "1"
     return env
 
 
@@ -310,30 +314,43 @@ def test_workers_wait_out_a_server_restart(server, tmp_path):
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
+def race(server, tmp_path, support: str, args: list[str], experiment: str) -> list[dict]:
+    """16 contenders of ``tests.support.<support>`` (``claimant``, ``tag_setter``) racing from
+    one moment: real processes, each with its own connection to the server, PID and host name,
+    forked after one import of calibexp (``fork_contenders``) instead of 16 (a minute of CPU on
+    2 cores before any race). Returns each one's host, pid, exit status, stdout and stderr."""
+    go = tmp_path / f"go-{support}-{args[0]}"  # one per race: args[0] is the experiment id
+    assert not go.exists()
+    parent = subprocess.Popen(
+        [sys.executable, "-m", f"tests.support.{support}", *args[:2], str(go), *args[2:]]
+        + ["--fork", "16"],
+        env=env_for(server.uri, support, experiment),
+        cwd=ROOT,  # python -m tests.support...
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ready = parent.stdout.readline()
+    if ready.strip() != "ready":
+        out, err = parent.communicate(timeout=60)
+        raise AssertionError(f"not all 16 ready: {(ready + out)[-3000:]} {err[-2000:]}")
+    go.touch()  # all 16 do the same writes in the same order, from now
+    out, err = parent.communicate(timeout=600)
+    assert parent.returncode == 0, err[-2000:]
+    contenders = json.loads(out.strip().splitlines()[-1])
+    assert len({c["pid"] for c in contenders}) == len(contenders) == 16  # 16 processes
+    return contenders
+
+
 def test_sixteen_claimants_fifty_keys_one_winner_each(server, tmp_path):
     client = MlflowClient(server.uri)
     experiment = client.create_experiment("claims")
     keys = [f"key{i:02d}" for i in range(50)]
-    go = tmp_path / "go"
-    claimants = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.support.claimant", experiment, json.dumps(keys), str(go)],
-            env=env_for(server.uri, f"claimant-{i}", "claims"),
-            cwd=ROOT,  # python -m tests.support.claimant
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(16)
-    ]
-    for c in claimants:
-        assert c.stdout.readline().strip() == "ready", c.stderr.read()[-2000:]
-    go.touch()  # all 16 claim the same 50 keys in the same order, from now
     wins = {}
-    for i, c in enumerate(claimants):
-        out, err = c.communicate(timeout=600)
-        assert c.returncode == 0, err[-2000:]
-        wins[f"claimant-{i}"] = json.loads(out.strip().splitlines()[-1])
+    for c in race(server, tmp_path, "claimant", [experiment, json.dumps(keys)], "claims"):
+        assert c["returncode"] == 0, c["stderr"][-2000:]
+        wins[c["host"]] = json.loads(c["stdout"].strip().splitlines()[-1])
+    assert sorted(wins) == sorted(f"claimant-{i}" for i in range(16))
     counts = collections.Counter(k for won in wins.values() for k in won)
     assert counts == collections.Counter(keys)  # every key won, and exactly once
     for host, won in wins.items():
@@ -345,25 +362,9 @@ def test_sixteen_claimants_fifty_keys_one_winner_each(server, tmp_path):
 
 def race_tag_setters(server, tmp_path, experiment: str, keys: int, *flags: str) -> list:
     """16 processes set the same ``keys`` new experiment tags (with ``--datasets``: log the same
-    new datasets) in the same order, from one moment; returns the finished processes with their
-    (stdout, stderr)."""
-    go = tmp_path / f"go-{experiment}"
-    setters = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.support.tag_setter", experiment, str(keys), str(go)]
-            + list(flags),
-            env=env_for(server.uri, f"setter-{i}", "tags"),
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(16)
-    ]
-    for s in setters:
-        assert s.stdout.readline().strip() == "ready", s.stderr.read()[-2000:]
-    go.touch()
-    return [(s, s.communicate(timeout=300)) for s in setters]
+    new datasets) in the same order, from one moment; returns each one's host, exit status,
+    stdout and stderr (``race``)."""
+    return race(server, tmp_path, "tag_setter", [experiment, str(keys), *flags], "tags")
 
 
 def test_sixteen_writers_of_one_new_experiment_tag_all_succeed(server, tmp_path):
@@ -372,8 +373,8 @@ def test_sixteen_writers_of_one_new_experiment_tag_all_succeed(server, tmp_path)
     set_experiment_tag retries the lost insert as the update it is."""
     client = MlflowClient(server.uri)
     experiment = client.create_experiment("tag-race")
-    for setter, (out, err) in race_tag_setters(server, tmp_path, experiment, 30):
-        assert setter.returncode == 0 and out.strip() == "done", err[-2000:]
+    for setter in race_tag_setters(server, tmp_path, experiment, 30):
+        assert setter["returncode"] == 0 and setter["stdout"].strip() == "done", setter["stderr"]
     tags = client.get_experiment(experiment).tags
     setters = {f"setter-{i}" for i in range(16)}
     assert all(tags[f"race.k{i:02d}"] in setters for i in range(30))  # a writer's value each
@@ -388,7 +389,7 @@ def test_mlflow_own_experiment_tag_write_loses_the_race(server, tmp_path):
     for round_number in range(3):
         experiment = client.create_experiment(f"tag-race-raw-{round_number}")
         finished = race_tag_setters(server, tmp_path, experiment, 30, "--raw")
-        lost = [err for setter, (out, err) in finished if setter.returncode != 0]
+        lost = [setter["stderr"] for setter in finished if setter["returncode"] != 0]
         if lost:
             break
     assert lost and all("duplicate key value violates unique constraint" in e for e in lost), [
@@ -402,8 +403,8 @@ def test_sixteen_loggers_of_one_new_dataset_all_succeed(server, tmp_path):
     lost insert, and every run is linked to the one dataset row of each digest."""
     client = MlflowClient(server.uri)
     experiment = client.create_experiment("dataset-race")
-    for logger, (out, err) in race_tag_setters(server, tmp_path, experiment, 30, "--datasets"):
-        assert logger.returncode == 0 and out.strip() == "done", err[-2000:]
+    for logger in race_tag_setters(server, tmp_path, experiment, 30, "--datasets"):
+        assert logger["returncode"] == 0 and logger["stdout"].strip() == "done", logger["stderr"]
     runs = client.search_runs([experiment], max_results=100)
     assert len(runs) == 16
     for run in runs:
@@ -420,7 +421,7 @@ def test_mlflow_own_dataset_log_loses_the_race(server, tmp_path):
     for round_number in range(3):
         experiment = client.create_experiment(f"dataset-race-raw-{round_number}")
         finished = race_tag_setters(server, tmp_path, experiment, 30, "--datasets", "--raw")
-        lost = [err for logger, (out, err) in finished if logger.returncode != 0]
+        lost = [logger["stderr"] for logger in finished if logger["returncode"] != 0]
         if lost:
             break
     assert lost and all("duplicate key value violates unique constraint" in e for e in lost), [

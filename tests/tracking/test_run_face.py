@@ -164,4 +164,5 @@ def test_headline_rows_by_hand():
         ["svhn", "91.20", "90.00", "88.00", "40.00"],
     ]
     text = headline("a-run", None, metrics, 10, ["temperature"])
-    assert text.splitlines()[-1] == "| svhn          | 91.20   | 90.00     | 88.00      | 40.00    |"
+    last = "| svhn          | 91.20   | 90.00     | 88.00      | 40.00    |"
+    assert text.splitlines()[-1] == last
