@@ -22,7 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-id", required=True, help="the finished run to evaluate")
     parser.add_argument(
-        "--sets", default="", help='evaluation sets, space-separated (default: the dataset\'s)'
+        "--sets", default="", help="evaluation sets, space-separated (default: the dataset's)"
     )
     parser.add_argument(
         "--checkpoint",
