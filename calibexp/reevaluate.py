@@ -21,8 +21,9 @@ from calibexp.engine import autocast_for, resolve_device
 from calibexp.errors import CalibexpError
 from calibexp.evaluation import evaluate_and_log
 from calibexp.parts import build_data, build_model
-from calibexp.robustness import default_sets, evaluate_robustness, evaluated_of
+from calibexp.robustness import default_sets, evaluate_robustness, evaluated_of, require_sets
 from calibexp.run import (
+    ROBUSTNESS_ERROR_TAG,
     RunResult,
     config_for_resume,
     describe,
@@ -130,6 +131,7 @@ def robustness_of_run(
     """Evaluate a FINISHED run on ``sets`` (default: its dataset's ``robustness`` sets) and log
     the results into it; the run keeps its status. A set that cannot be evaluated raises its
     one-line error after the others are logged."""
+    require_sets(sets or [])
     client = tracking_client()
     status = get_run(client, run_id).info.status
     if status != "FINISHED":
@@ -144,19 +146,24 @@ def robustness_of_run(
         raise CalibexpError(
             f"dataset {cfg.data.name} has no default robustness sets; name them: -P sets=..."
         )
-    evaluated = evaluated_of(cfg, trained.model, trained.data, trained.device)
-    evaluated.step = int(trained.state["epoch"])
+    loaders = (trained.val_loader, trained.test_loader)
+    step = int(trained.state["epoch"])
+    evaluated = evaluated_of(cfg, trained.model, trained.data, trained.device, loaders, step)
     run = TrackedRun(client, run_id)  # writes only: the status is left as it is
     mark_launcher(client, run_id, f"robustness of run {run_id} logged into it")
     print(
         f"calibexp: robustness of run {run_id} ({trained.which} checkpoint, epoch "
-        f"{evaluated.step + 1}) on {', '.join(chosen)}",
+        f"{step + 1}) on {', '.join(chosen)}",
         flush=True,
     )
     try:
         metrics, errors = evaluate_robustness(run, evaluated, chosen, extra=extra)
         run.flush()
-        describe(run, cfg, dict(get_run(client, run_id).data.metrics))  # now with these
+        logged = get_run(client, run_id)
+        retried = set(cfg.eval.ood) <= set(chosen)  # every set the training tried, again
+        if retried and not errors and ROBUSTNESS_ERROR_TAG in logged.data.tags:
+            client.delete_tag(run_id, ROBUSTNESS_ERROR_TAG)  # what failed then succeeded now
+        describe(run, cfg, dict(logged.data.metrics))  # the headline, now with these
     finally:
         run.release()
     if errors:

@@ -63,12 +63,23 @@ class Evaluated:
     set_params: dict[str, Any]  # data.root / data.download, for the sets that read files
     bins: int
     step: int  # the epoch of the weights: the step of every metric
+    # The run's own val and test loaders (build_data's): val normalised as in training, test
+    # (and every robustness set) as the run's test, which differs under CIFAR-100's
+    # normalisation=torrvision.
+    val_loader: DeviceLoader
+    test_loader: DeviceLoader
 
 
 def evaluated_of(
-    cfg: ExperimentConfig, model: torch.nn.Module, data: DataBundle, device: torch.device
+    cfg: ExperimentConfig,
+    model: torch.nn.Module,
+    data: DataBundle,
+    device: torch.device,
+    loaders: tuple[DeviceLoader, DeviceLoader],
+    step: int,
 ) -> Evaluated:
-    """What the robustness evaluation reads of a run of ``cfg``."""
+    """What the robustness evaluation reads of a run of ``cfg`` whose weights are those of
+    epoch ``step``; ``loaders`` are its (val, test) loaders."""
     set_params = {k: getattr(cfg.data, k) for k in ("root", "download") if hasattr(cfg.data, k)}
     return Evaluated(
         model=model,
@@ -78,8 +89,16 @@ def evaluated_of(
         device=device,
         set_params=set_params,
         bins=cfg.eval.ece_bins,
-        step=cfg.train.epochs - 1,
+        step=step,
+        val_loader=loaders[0],
+        test_loader=loaders[1],
     )
+
+
+def require_sets(sets: list[str] | tuple[str, ...]) -> None:
+    """Every name a registered evaluation set, or the one-line error naming the known ones."""
+    for name in sets:
+        SHIFTED.get(name)
 
 
 def default_sets(dataset: str) -> tuple[str, ...]:
@@ -92,10 +111,9 @@ def evaluate_robustness(
 ) -> tuple[dict[str, float], list[str]]:
     """Evaluate ``sets`` and log them into ``run`` (a ``TrackedRun``; the caller flushes).
     Returns the metrics logged and one line per set that could not be evaluated."""
-    for name in sets:
-        SHIFTED.get(name)  # an unknown name fails before any work
-    val_logits, val_targets = _predict(evaluated, evaluated.data.val)
-    test_logits, _ = _predict(evaluated, evaluated.data.test)
+    require_sets(sets)
+    val_logits, val_targets = predict(evaluated.model, evaluated.val_loader, evaluated.autocast)
+    test_logits, _ = predict(evaluated.model, evaluated.test_loader, evaluated.autocast)
     temperature = float(CALIBRATORS.build(CALIBRATOR, val_logits, val_targets, bins=evaluated.bins))
     metrics: dict[str, float] = {}
     table: dict[str, float] = {}
@@ -111,8 +129,8 @@ def evaluate_robustness(
             continue
         metrics.update(found)
         table.update(sa_fcl_table(evaluated.data.name, name, found))
-    if table:
-        run.log_json(table, TABLE)
+    if table:  # beside what earlier evaluations of other sets put there
+        run.log_json({**_logged_table(run), **table}, TABLE)
     run.log_metrics(metrics, step=evaluated.step)
     run.write_metrics()
     return metrics, errors
@@ -122,10 +140,24 @@ def evaluate_robustness(
 
 
 def _predict(evaluated: Evaluated, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """A robustness set's logits, its images normalised as the run's test split."""
     data = evaluated.data
     mean, std = data.test_normalisation or (data.mean, data.std)
     loader = DeviceLoader(split, evaluated.batch_size, evaluated.device, mean, std)
     return predict(evaluated.model, loader, evaluated.autocast)
+
+
+def _logged_table(run: Any) -> dict[str, float]:
+    """The run's ``tables/robustness.json`` so far ({} when there is none)."""
+    import json
+    import tempfile
+
+    run.flush()  # an earlier write of it through this handle must be in the store first
+    if not any(a.path == TABLE for a in run.client.list_artifacts(run.run_id, "tables")):
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(run.client.download_artifacts(run.run_id, TABLE, tmp)) as handle:
+            return json.load(handle)
 
 
 def _build(evaluated: Evaluated, name: str, **params: Any) -> Split:
@@ -181,6 +213,12 @@ def _shift_set(
     temperature: float,
     extra: bool,
 ) -> dict[str, float]:
+    if evaluated.data.domain_names:
+        raise CalibexpError(
+            f"{name}: run on {evaluated.data.name} holds several domains "
+            f"({', '.join(evaluated.data.domain_names)}), which its per-domain test metrics "
+            "already cover; a shift set evaluates a run on one domain"
+        )
     info = SHIFTED.info(name)
     corruptions = [*info["corruptions"], *(info["extra"] if extra else ())]
     arrays: dict[str, np.ndarray] = {
@@ -201,24 +239,27 @@ def _shift_set(
                 rows.append(
                     {"variant": variant, "corruption": corruption, "severity": severity, **found}
                 )
-    metrics = shift_metrics(name, rows)
+    metrics = shift_metrics(name, rows, info["corruptions"])
     run.log_json(rows, f"tables/shift_{name}.json")
     run.log_arrays(arrays, f"logits/shift/{name}.npz")
     run.log_figure(partial(_severity_curves, name, rows, evaluated.bins), f"plots/shift_{name}.png")
     return metrics
 
 
-def shift_metrics(name: str, rows: list[dict[str, Any]]) -> dict[str, float]:
+def shift_metrics(
+    name: str, rows: list[dict[str, Any]], benchmark: tuple[str, ...] | list[str]
+) -> dict[str, float]:
     """The metric keys of a shift set's rows (one per variant × corruption × severity): each
-    pair's, then per variant and severity the mean and median over corruptions, and per
-    variant the mean over every pair."""
+    pair's, then per variant and severity the mean and median over the ``benchmark``
+    corruptions (extra ones requested are logged per pair only, so the aggregates stay
+    comparable with published ones), and per variant the mean over every benchmark pair."""
     metrics: dict[str, float] = {}
     meta = ("variant", "corruption", "severity")
     for row in rows:
         where = f"{row['variant']}/{name}/{row['corruption']}/{row['severity']}"
         metrics.update({f"{where}/{k}": v for k, v in row.items() if k not in meta})
     for variant in dict.fromkeys(row["variant"] for row in rows):
-        mine = [row for row in rows if row["variant"] == variant]
+        mine = [row for row in rows if row["variant"] == variant and row["corruption"] in benchmark]
         keys = [k for k in mine[0] if k not in meta]
         groups = {
             **{str(s): [row for row in mine if row["severity"] == s] for s in SEVERITIES},
@@ -240,7 +281,7 @@ def sa_fcl_table(dataset: str, name: str, metrics: dict[str, float]) -> dict[str
     stem = f"auroc_{dataset}_to_{name}"
     if f"ood/{name}/msp/auroc" in metrics:
         return {stem: 100 * metrics[f"ood/{name}/msp/auroc"]}
-    table = {}
+    table, benchmark = {}, []
     for key, value in metrics.items():
         parts = key.split("/")  # shift/<set>/<corruption>/<severity>/<metric>
         if (
@@ -250,7 +291,9 @@ def sa_fcl_table(dataset: str, name: str, metrics: dict[str, float]) -> dict[str
             and parts[3:] == [str(SEVERITY_OF_TABLE), AUROC_MSP]
         ):
             table[f"{stem}_s{SEVERITY_OF_TABLE}_{parts[2]}"] = 100 * value
-    table[f"{stem}_s{SEVERITY_OF_TABLE}_mean"] = float(np.mean(list(table.values())))
+            if parts[2] in SHIFTED.info(name)["corruptions"]:  # the mean as shift_metrics'
+                benchmark.append(100 * value)
+    table[f"{stem}_s{SEVERITY_OF_TABLE}_mean"] = float(np.mean(benchmark))
     return table
 
 

@@ -403,9 +403,12 @@ def _train_and_evaluate(
         run.log_figure(figure, path)
     if trial is not None:  # test is evaluated once, after the search, never inside it
         return RunResult(run.run_id, {})
+    weights_epoch = cfg.train.epochs - 1  # the epoch of the weights evaluated on test
     if cfg.eval.test_checkpoint == "best":
         run.flush()  # best.pt must be in the store before it is read back
-        parts.model.load_state_dict(load_checkpoint(run.client, run.run_id, BEST)["model"])
+        best_state = load_checkpoint(run.client, run.run_id, BEST)
+        parts.model.load_state_dict(best_state["model"])
+        weights_epoch = int(best_state["epoch"])
     metrics = evaluate_and_log(
         run,
         parts.model,
@@ -419,7 +422,7 @@ def _train_and_evaluate(
         seen_domains=parts.data.seen_domains,
     )
     if cfg.eval.ood:
-        metrics.update(_log_robustness(run, parts))
+        metrics.update(_log_robustness(run, parts, weights_epoch))
     if cfg.tracking.log_model:
         run.flush()
         _log_model(run, parts)
@@ -427,14 +430,21 @@ def _train_and_evaluate(
     return RunResult(run.run_id, metrics)
 
 
-def _log_robustness(run: TrackedRun, parts: Parts) -> dict[str, float]:
+def _log_robustness(run: TrackedRun, parts: Parts, weights_epoch: int) -> dict[str, float]:
     """``eval.ood``'s sets, logged into the run; a set that cannot be evaluated (its files
-    missing or damaged) is reported in one line and tagged, and the run still finishes."""
+    missing or damaged) is reported in one line and tagged, and the run still finishes: an
+    evaluation added to a trained run never fails it."""
     cfg = parts.cfg
-    evaluated = evaluated_of(cfg, parts.model, parts.data, parts.device)
-    metrics, errors = evaluate_robustness(
-        run, evaluated, cfg.eval.ood, extra=cfg.eval.extra_corruptions
-    )
+    loaders = (parts.val_loader, parts.test_loader)
+    evaluated = evaluated_of(cfg, parts.model, parts.data, parts.device, loaders, weights_epoch)
+    try:
+        metrics, errors = evaluate_robustness(
+            run, evaluated, cfg.eval.ood, extra=cfg.eval.extra_corruptions
+        )
+    except (KeyboardInterrupt, LeaseLost):
+        raise
+    except Exception as err:  # noqa: BLE001 - a bug here must not fail what was trained
+        metrics, errors = {}, [f"{type(err).__name__}: {err}"]
     for line in errors:
         print(f"calibexp: robustness not evaluated: {line}", flush=True)
     if errors:

@@ -39,7 +39,7 @@ from calibexp.data.shifted import cifar10_c, require_corruption
 from calibexp.errors import require
 
 
-@DATASETS.register("cifar10_domains", robustness=("svhn", "cifar10_c"))
+@DATASETS.register("cifar10_domains", robustness=("svhn",))
 def cifar10_domains(
     *,
     root: str = "data",

@@ -44,7 +44,7 @@ def domain_indices(**splits: Split | None) -> dict[str, np.ndarray]:
     }
 
 
-@DATASETS.register("rotated_digits", robustness=("image_patches", "digits_c"))
+@DATASETS.register("rotated_digits", robustness=("image_patches",))
 def rotated_digits(
     *,
     angles: list[int] = [0, 15, 30, 45, 60, 75],  # noqa: B006 - copied into the schema

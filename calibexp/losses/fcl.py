@@ -55,9 +55,10 @@ class FocalCalibration(CalibrationLoss):
 
     def diagnostics(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """On this batch: ``gate_grad_norm`` = ‖∂ mean(w)/∂z‖₂, and ``gate_grad_ratio`` =
-        ‖∂/∂z λ·mean(w·sg[B])‖₂ / ‖∂L/∂z‖₂, the share of the loss's gradient that flows through
-        the gate itself (B the Brier term, sg stop-gradient). Both are 0 by construction when w
-        is detached."""
+        ‖∂/∂z λ·mean(w·sg[B])‖₂ / ‖∂L/∂z‖₂, the size of the gradient that flows through the
+        gate itself relative to the loss's whole gradient (B the Brier term, sg stop-gradient; a
+        ratio of norms, above 1 when the terms pull apart). Both are 0 by construction when w is
+        detached."""
         if self.gamma_cal is None:
             return {}
         with torch.enable_grad():

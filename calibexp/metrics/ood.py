@@ -64,11 +64,14 @@ def detection_metrics(id_scores: np.ndarray, ood_scores: np.ndarray) -> dict[str
       sum Σ (R_n − R_{n−1}) P_n, not the trapezoid, which is optimistic.
     - ``fpr95``: the share of ID samples flagged OoD at the first ROC point, in order of
       decreasing threshold, whose TPR (share of OoD samples flagged) is ≥ 0.95: OpenOOD v1.5's
-      rule, ``fpr[argmax(tpr >= 0.95)]``.
+      rule, ``fpr[argmax(tpr >= 0.95)]``, on every threshold's point. (OpenOOD calls
+      ``roc_curve`` with its default ``drop_intermediate=True``, which drops collinear points:
+      where ID and OoD scores tie in equal steps across the 0.95 crossing it then reads a later
+      point and a larger FPR, 1.0 instead of 0.95 for identical ID and OoD scores.)
     """
     scores = np.concatenate([id_scores, ood_scores]).astype(np.float64)
     is_ood = np.concatenate([np.zeros(len(id_scores)), np.ones(len(ood_scores))])
-    fpr, tpr, _ = roc_curve(is_ood, scores)
+    fpr, tpr, _ = roc_curve(is_ood, scores, drop_intermediate=False)
     return {
         "auroc": float(roc_auc_score(is_ood, scores)),
         "aupr_in": float(average_precision_score(1 - is_ood, -scores)),

@@ -8,8 +8,8 @@
   val-evaluated epoch joined in epoch order (light to dark): a run that gains accuracy while
   its ECE grows drifts up and right.
 - ``plot_gate_gradient`` (``plots/gate_gradient.png``, gated losses only): per epoch, on the
-  first batch, ‖∂ mean(w)/∂z‖₂ (``evidence/gate_grad_norm``) and the share of the loss's
-  gradient that flows through the gate, ‖∂/∂z λ·mean(w·sg[B])‖₂ / ‖∂L/∂z‖₂
+  first batch, ‖∂ mean(w)/∂z‖₂ (``evidence/gate_grad_norm``) and the size of the gradient
+  that flows through the gate relative to the whole, ‖∂/∂z λ·mean(w·sg[B])‖₂ / ‖∂L/∂z‖₂
   (``evidence/gate_grad_ratio``): both 0 when the gate is detached (SA-FCL), and for SA-FCL
   w/o stop-gradient the size of the force that raises p_t to close the gate.
 

@@ -190,6 +190,8 @@ def test_wrong_type_names_key_value_and_expected_type(override, message):
             "eval.calibrators: unknown calibrator 'temprature' (did you mean 'temperature'?)",
         ),
         ("eval.calibrators=[]", "expected a non-empty list of distinct calibrator names"),
+        ("eval.ood=[svhm]", "eval.ood: unknown evaluation set 'svhm' (did you mean 'svhn'?)"),
+        ("eval.ood=[svhn,svhn]", "'eval.ood': got ['svhn', 'svhn'], expected distinct set names"),
     ],
 )
 def test_out_of_range_values_fail_at_config_time(override, fragment):

@@ -38,7 +38,8 @@ def test_each_corruption_is_seeded_keeps_labels_and_grows_with_severity(referenc
         assert shifted.images.shape == reference.images.shape
         distances.append((shifted.images.float() - reference.images.float()).abs().mean().item())
     assert distances[0] > 0
-    assert distances[-1] > distances[0]  # severity 5 moves the images further than 1
+    # each severity moves the images further than the one before
+    assert distances == sorted(distances) and len(set(distances)) == 5
 
 
 def test_contrast_and_brightness_follow_make_cifar_c(reference):
@@ -50,6 +51,40 @@ def test_contrast_and_brightness_follow_make_cifar_c(reference):
     expected = (((x + 0.3).clamp(0, 1)) * 255).round().to(torch.uint8)
     got = SHIFTED.build("digits_c", reference, corruption="brightness", severity=5).images
     assert torch.equal(got, expected)
+
+
+def test_rgb_contrast_and_brightness_against_make_cifar_c_per_pixel():
+    # make_cifar_c.py: contrast uses each channel's mean over the image; brightness converts to
+    # HSV (skimage.color.rgb2hsv), adds c to V, clips and converts back: here colorsys.
+    import colorsys
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (3, 3, 4, 4), generator=generator, dtype=torch.uint8)
+    images[0, :, 0, 0] = 0  # a black pixel: V = 0
+    rgb = Split(images, torch.zeros(3, dtype=torch.int64))
+    x = images.double().numpy() / 255
+    means = x.mean(axis=(2, 3), keepdims=True)
+    expected = np.rint(np.clip((x - means) * 0.15 + means, 0, 1) * 255)
+    got = SHIFTED.build("digits_c", rgb, corruption="contrast", severity=5).images.numpy()
+    assert np.abs(got - expected).max() <= 1  # float32 against float64 at a rounding edge
+    got = SHIFTED.build("digits_c", rgb, corruption="brightness", severity=5).images.numpy()
+    for n, i, j in [(0, 0, 0), (0, 1, 2), (1, 3, 3), (2, 2, 1)]:
+        h, sat, v = colorsys.rgb_to_hsv(*x[n, :, i, j])
+        pixel = np.rint(np.array(colorsys.hsv_to_rgb(h, sat, min(v + 0.3, 1.0))) * 255)
+        assert np.abs(got[n, :, i, j] - pixel).max() <= 1, (n, i, j)
+
+
+def test_gaussian_blur_is_scipys_filter_with_nearest_edges(reference):
+    from scipy.ndimage import gaussian_filter
+
+    x = reference.images.double().numpy() / 255
+    for severity, sigma in ((1, 0.4), (5, 1.0)):
+        expected = np.stack(
+            [gaussian_filter(image[0], sigma, mode="nearest", truncate=4.0) for image in x]
+        )[:, None]
+        expected = np.rint(np.clip(expected, 0, 1) * 255)
+        got = SHIFTED.build("digits_c", reference, corruption="gaussian_blur", severity=severity)
+        assert np.abs(got.images.numpy() - expected).max() <= 1
 
 
 def test_impulse_noise_hits_about_its_share_of_pixels(reference):

@@ -93,6 +93,15 @@ def test_fpr95_on_a_hand_computed_case():
     assert detection_metrics(id_ - 100, ood)["fpr95"] == 0.0
 
 
+def test_fpr95_reads_every_threshold_even_where_the_roc_is_collinear():
+    # identical ID and OoD scores in equal steps: every point lies on the diagonal, and
+    # roc_curve's default drop_intermediate would keep only (0, 0) and (1, 1), reading 1.0
+    scores = np.arange(20.0)
+    assert openood_fpr95(scores, scores) == 0.95
+    assert detection_metrics(scores, scores)["fpr95"] == 0.95
+    assert detection_metrics(scores, scores)["auroc"] == pytest.approx(0.5)
+
+
 def test_score_values_by_hand():
     z = torch.tensor([[2.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
     p0 = math.exp(2) / (math.exp(2) + 2)

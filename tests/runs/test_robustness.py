@@ -21,6 +21,7 @@ from calibexp.data.embedded_shift import DIGIT_CORRUPTIONS
 from calibexp.data.shifted import CORRUPTIONS, SEVERITIES
 from calibexp.metrics import Predictions, suite_of
 from calibexp.metrics.ood import DETECTION_METRICS, OOD_SCORES, detection_metrics, scores_of
+from calibexp.reevaluate import robustness_of_run
 from calibexp.run import run_experiment
 from tests.support import FAST, ROOT, mlflow_run, subprocess_env
 from tests.support.fake_datasets import write_cifar10, write_cifar10_c, write_svhn
@@ -147,6 +148,15 @@ def test_digits_demo_evaluated_with_the_offline_sets(tracking_store, tmp_path):
     # severity 5 is harder than severity 1, on average over the corruptions
     metrics = run.data.metrics
     assert metrics["shift/digits_c/mean/5/acc"] < metrics["shift/digits_c/mean/1/acc"]
+    # a later evaluation of one set adds to the SA-FCL table, it does not replace it
+    table = json.loads(artifacts(client, run_id, "tables/robustness.json", into).read_text())
+    robustness_of_run(run_id, ["image_patches"])
+    again = json.loads(artifacts(client, run_id, "tables/robustness.json", into).read_text())
+    assert again.keys() == table.keys() and "auroc_digits_to_digits_c_s5_mean" in again
+    assert again["auroc_digits_to_image_patches"] == pytest.approx(
+        table["auroc_digits_to_image_patches"]
+    )  # the same weights, the same patches
+    assert client.get_run(run_id).info.status == "FINISHED"
 
 
 def test_missing_or_damaged_files_fail_the_evaluation_not_the_run(tracking_store, tmp_path):
