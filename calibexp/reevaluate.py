@@ -160,7 +160,8 @@ def robustness_of_run(
         metrics, errors = evaluate_robustness(run, evaluated, chosen, extra=extra)
         run.flush()
         logged = get_run(client, run_id)
-        retried = set(cfg.eval.ood) <= set(chosen)  # every set the training tried, again
+        # every set the training tried, again, with the extra corruptions if it had them
+        retried = set(cfg.eval.ood) <= set(chosen) and (extra or not cfg.eval.extra_corruptions)
         if retried and not errors and ROBUSTNESS_ERROR_TAG in logged.data.tags:
             client.delete_tag(run_id, ROBUSTNESS_ERROR_TAG)  # what failed then succeeded now
         describe(run, cfg, dict(logged.data.metrics))  # the headline, now with these

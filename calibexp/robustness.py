@@ -118,6 +118,7 @@ def evaluate_robustness(
     metrics: dict[str, float] = {}
     table: dict[str, float] = {}
     errors: list[str] = []
+    evaluated_sets = []
     for name in sets:
         try:
             if SHIFTED.info(name)["kind"] == "ood":
@@ -129,10 +130,13 @@ def evaluate_robustness(
             continue
         metrics.update(found)
         table.update(sa_fcl_table(evaluated.data.name, name, found))
-    if table:  # beside what earlier evaluations of other sets put there
-        run.log_json({**_logged_table(run), **table}, TABLE)
+        evaluated_sets.append(name)
     run.log_metrics(metrics, step=evaluated.step)
-    run.write_metrics()
+    run.write_metrics()  # queued before the table is read back: nothing computed is lost
+    if table:  # beside what earlier evaluations of other sets put there, theirs replaced
+        stems = tuple(f"auroc_{evaluated.data.name}_to_{name}" for name in evaluated_sets)
+        kept = {k: v for k, v in _logged_table(run).items() if not k.startswith(stems)}
+        run.log_json({**kept, **table}, TABLE)
     return metrics, errors
 
 
@@ -148,16 +152,24 @@ def _predict(evaluated: Evaluated, split: Split) -> tuple[torch.Tensor, torch.Te
 
 
 def _logged_table(run: Any) -> dict[str, float]:
-    """The run's ``tables/robustness.json`` so far ({} when there is none)."""
+    """The run's ``tables/robustness.json`` so far: {} when there is none, or when it cannot be
+    read back (said in one line: the new table then holds only this evaluation's sets)."""
     import json
     import tempfile
 
+    from mlflow.exceptions import MlflowException
+
     run.flush()  # an earlier write of it through this handle must be in the store first
-    if not any(a.path == TABLE for a in run.client.list_artifacts(run.run_id, "tables")):
+    try:
+        if not any(a.path == TABLE for a in run.client.list_artifacts(run.run_id, "tables")):
+            return {}
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(run.client.download_artifacts(run.run_id, TABLE, tmp)) as handle:
+                logged = json.load(handle)
+    except (OSError, ValueError, MlflowException) as err:
+        print(f"calibexp: the earlier {TABLE} could not be read back ({err}); replaced", flush=True)
         return {}
-    with tempfile.TemporaryDirectory() as tmp:
-        with open(run.client.download_artifacts(run.run_id, TABLE, tmp)) as handle:
-            return json.load(handle)
+    return logged if isinstance(logged, dict) else {}
 
 
 def _build(evaluated: Evaluated, name: str, **params: Any) -> Split:
@@ -242,7 +254,8 @@ def _shift_set(
     metrics = shift_metrics(name, rows, info["corruptions"])
     run.log_json(rows, f"tables/shift_{name}.json")
     run.log_arrays(arrays, f"logits/shift/{name}.npz")
-    run.log_figure(partial(_severity_curves, name, rows, evaluated.bins), f"plots/shift_{name}.png")
+    curves = partial(_severity_curves, name, rows, evaluated.bins, tuple(info["corruptions"]))
+    run.log_figure(curves, f"plots/shift_{name}.png")
     return metrics
 
 
@@ -300,15 +313,32 @@ def sa_fcl_table(dataset: str, name: str, metrics: dict[str, float]) -> dict[str
 # ----------------------------------------------------------------------------- figures
 
 
+# Drawn later on the tracking thread, where a failure would fail every later write of the run:
+# a figure that cannot be drawn becomes a figure saying why, never a failed run.
+
+
 def _score_histograms(
     name: str, id_scores: dict[str, np.ndarray], ood_scores: dict[str, np.ndarray]
 ) -> Any:
     from calibexp.plots.robustness import plot_score_histograms
 
-    return plot_score_histograms(name, id_scores, ood_scores)
+    return _or_why(lambda: plot_score_histograms(name, id_scores, ood_scores))
 
 
-def _severity_curves(name: str, rows: list[dict[str, Any]], bins: int) -> Any:
+def _severity_curves(
+    name: str, rows: list[dict[str, Any]], bins: int, benchmark: tuple[str, ...]
+) -> Any:
     from calibexp.plots.robustness import plot_severity_curves
 
-    return plot_severity_curves(name, rows, bins)
+    return _or_why(lambda: plot_severity_curves(name, rows, bins, benchmark))
+
+
+def _or_why(draw: Any) -> Any:
+    try:
+        return draw()
+    except Exception as err:  # noqa: BLE001 - see above
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6, 1))
+        fig.text(0.01, 0.5, f"not drawn: {type(err).__name__}: {err}"[:200], fontsize=8)
+        return fig

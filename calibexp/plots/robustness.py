@@ -42,7 +42,11 @@ def plot_score_histograms(
     return fig
 
 
-def plot_severity_curves(name: str, rows: list[dict[str, Any]], bins: int) -> Figure:
+def plot_severity_curves(
+    name: str, rows: list[dict[str, Any]], bins: int, benchmark: tuple[str, ...]
+) -> Figure:
+    """The mean is over the ``benchmark`` corruptions, as the logged aggregates; the thin lines
+    show every corruption evaluated, extra ones too."""
     ece = logged_name("ece", bins)
     fig = Figure(figsize=(9, 3.4), layout="constrained")
     for ax, key, label in zip(fig.subplots(1, 2), (ece, "acc"), (f"ECE ({bins} bins)", "accuracy")):
@@ -55,7 +59,8 @@ def plot_severity_curves(name: str, rows: list[dict[str, Any]], bins: int) -> Fi
                 for corruption in corruptions:
                     ys = [table[corruption, s] for s in severities]
                     ax.plot(severities, ys, color=GREY, linewidth=0.7, alpha=0.6)
-            means = [np.mean([table[c, s] for c in corruptions]) for s in severities]
+            counted = [c for c in corruptions if c in benchmark]
+            means = [np.mean([table[c, s] for c in counted]) for s in severities]
             ax.plot(
                 severities,
                 means,

@@ -150,20 +150,25 @@ def test_digits_demo_evaluated_with_the_offline_sets(tracking_store, tmp_path):
     assert metrics["shift/digits_c/mean/5/acc"] < metrics["shift/digits_c/mean/1/acc"]
     # a later evaluation of one set adds to the SA-FCL table, it does not replace it
     table = json.loads(artifacts(client, run_id, "tables/robustness.json", into).read_text())
+    client.set_tag(run_id, "calibexp.robustness_error", "digits_c: as if it had failed")
     robustness_of_run(run_id, ["image_patches"])
     again = json.loads(artifacts(client, run_id, "tables/robustness.json", into).read_text())
     assert again.keys() == table.keys() and "auroc_digits_to_digits_c_s5_mean" in again
     assert again["auroc_digits_to_image_patches"] == pytest.approx(
         table["auroc_digits_to_image_patches"]
     )  # the same weights, the same patches
-    assert client.get_run(run_id).info.status == "FINISHED"
+    after = client.get_run(run_id)
+    assert after.info.status == "FINISHED"
+    # every set of the run's eval.ood (none) evaluated again without error: the tag is gone
+    assert "calibexp.robustness_error" not in after.data.tags
 
 
 def test_missing_or_damaged_files_fail_the_evaluation_not_the_run(tracking_store, tmp_path):
     root = tmp_path / "data"  # the sets' default root, relative to the working directory
     root.mkdir()
     cfg = load_config(
-        ROOT / "configs/demo.yaml", [*FAST, "eval.ood=[image_patches, svhn]", "train.epochs=1"]
+        ROOT / "configs/demo.yaml",
+        [*FAST, "eval.ood=[image_patches, svhn]", "eval.test_checkpoint=best"],
     )
     outcome = run_experiment(cfg)
     client = MlflowClient(tracking_store)
@@ -173,6 +178,11 @@ def test_missing_or_damaged_files_fail_the_evaluation_not_the_run(tracking_store
     assert "test_32x32.mat not found" in run.data.tags["calibexp.robustness_error"]
     assert "ood/image_patches/msp/auroc" in run.data.metrics
     assert not any(k.startswith("ood/svhn/") for k in run.data.metrics)
+    # logged at the epoch of the weights evaluated: best.pt's, the epoch of the lowest val NLL
+    nll = client.get_metric_history(outcome.run_id, "val/nll")
+    best_epoch = min(nll, key=lambda m: (m.value, m.step)).step
+    (point,) = client.get_metric_history(outcome.run_id, "ood/image_patches/msp/auroc")
+    assert point.step == best_epoch
     before = run.data.metrics
 
     def ood(sets: str) -> subprocess.CompletedProcess:
