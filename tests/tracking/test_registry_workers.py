@@ -196,10 +196,20 @@ def test_a_killed_workers_run_is_resumed_by_another_machine(server, tmp_path, ch
     a_folder = tmp_path / "a"
     a = start(train(config, f"data.root={roots['a']}"), server.uri, "a", experiment, a_folder)
     wait_for(a_folder, r"^epoch 3/8 ", a)
+    run_id = re.search(r"calibexp: MLflow run (\w+)", output(a_folder)).group(1)
+    if checkpoint_every_s == 0:
+        # Checkpoints upload on a's background thread: on a loaded machine epoch 3 can print
+        # before the first last.pt has left the queue. Kill once one is in the store, so this
+        # case is the resume from a checkpoint it means to test.
+        deadline = time.monotonic() + 60
+        while not any(
+            f.path == "checkpoints/last.pt" for f in client.list_artifacts(run_id, "checkpoints")
+        ):
+            assert time.monotonic() < deadline, "no checkpoint reached the store within 60 s"
+            time.sleep(0.05)
     a.send_signal(signal.SIGKILL)
     a.wait()
     shutil.rmtree(roots["a"])
-    run_id = re.search(r"calibexp: MLflow run (\w+)", output(a_folder)).group(1)
     assert client.get_run(run_id).info.status == "RUNNING"  # nobody could mark it
 
     spec = tmp_path / "one.yaml"
