@@ -200,8 +200,9 @@ def _ood_set(
             metrics.update({f"{variant}/{name}/{score}/{k}": v for k, v in found.items()})
             rows.append({"variant": variant, "score": score, **found})
         if variant == "ood":
+            aurocs = {row["score"]: row["auroc"] for row in rows}
             run.log_figure(
-                partial(_score_histograms, name, id_scores, ood_scores),
+                partial(_score_histograms, name, id_scores, ood_scores, aurocs),
                 f"plots/ood_{name}_scores.png",
             )
     run.log_json(rows, f"tables/ood_{name}.json")
@@ -237,6 +238,8 @@ def _shift_set(
         "id_logits": test_logits.cpu().numpy(),
         "temperature": np.float64(temperature),
     }
+    variants = (("shift", 1.0), ("shift_ts", temperature))
+    clean = {v: scores_of(test_logits / t, ["msp"])["msp"] for v, t in variants}  # once
     rows = []
     for corruption in corruptions:
         for severity in SEVERITIES:
@@ -244,10 +247,10 @@ def _shift_set(
             logits, targets = _predict(evaluated, split)
             arrays[f"logits_{corruption}_{severity}"] = logits.cpu().numpy()
             arrays[f"targets_{corruption}_{severity}"] = targets.cpu().numpy()
-            for variant, t in (("shift", 1.0), ("shift_ts", temperature)):
+            for variant, t in variants:
                 found = suite_of(Predictions(logits / t, targets), bins=evaluated.bins)
-                clean, shifted = (scores_of(z / t, ["msp"])["msp"] for z in (test_logits, logits))
-                found[AUROC_MSP] = detection_metrics(clean, shifted)["auroc"]
+                shifted = scores_of(logits / t, ["msp"])["msp"]
+                found[AUROC_MSP] = detection_metrics(clean[variant], shifted)["auroc"]
                 rows.append(
                     {"variant": variant, "corruption": corruption, "severity": severity, **found}
                 )
@@ -318,11 +321,14 @@ def sa_fcl_table(dataset: str, name: str, metrics: dict[str, float]) -> dict[str
 
 
 def _score_histograms(
-    name: str, id_scores: dict[str, np.ndarray], ood_scores: dict[str, np.ndarray]
+    name: str,
+    id_scores: dict[str, np.ndarray],
+    ood_scores: dict[str, np.ndarray],
+    aurocs: dict[str, float],
 ) -> Any:
     from calibexp.plots.robustness import plot_score_histograms
 
-    return _or_why(lambda: plot_score_histograms(name, id_scores, ood_scores))
+    return _or_why(lambda: plot_score_histograms(name, id_scores, ood_scores, aurocs))
 
 
 def _severity_curves(

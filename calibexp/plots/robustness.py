@@ -1,8 +1,8 @@
 """Figures of a run's robustness evaluation (``calibexp.robustness``):
 
 - ``plot_score_histograms``: for each OoD score (higher = more OoD), the share of clean test
-  samples and of OoD samples per score bin, on one shared set of bins, with the AUROC in the
-  title: separation is the gap between the two histograms.
+  samples and of OoD samples per score bin, on one shared set of bins, with the logged AUROC in
+  the title: separation is the gap between the two histograms.
 - ``plot_severity_curves``: ECE and accuracy against corruption severity 1-5, a thin line per
   corruption and the mean over corruptions in bold, before and after temperature scaling.
 
@@ -16,14 +16,16 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from calibexp.metrics.ood import detection_metrics
 from calibexp.metrics.registry import logged_name
 
 BLUE, VERMILION, GREY = "#0072B2", "#D55E00", "#999999"  # Okabe-Ito, as the other figures
 
 
 def plot_score_histograms(
-    name: str, id_scores: dict[str, np.ndarray], ood_scores: dict[str, np.ndarray]
+    name: str,
+    id_scores: dict[str, np.ndarray],
+    ood_scores: dict[str, np.ndarray],
+    aurocs: dict[str, float],
 ) -> Figure:
     fig = Figure(figsize=(3.2 * len(id_scores), 3.0), layout="constrained")
     axes = fig.subplots(1, len(id_scores), squeeze=False)[0]
@@ -33,8 +35,7 @@ def plot_score_histograms(
         for values, colour, label in ((clean, BLUE, "test (ID)"), (other, VERMILION, name)):
             weights = np.full(len(values), 1 / max(len(values), 1))
             ax.hist(values, bins=edges, weights=weights, color=colour, alpha=0.55, label=label)
-        auroc = detection_metrics(clean, other)["auroc"]
-        ax.set_title(f"{score}: AUROC {auroc:.3f}")
+        ax.set_title(f"{score}: AUROC {aurocs[score]:.3f}")
         ax.set_xlabel("score (higher = more OoD)")
         ax.set_ylabel("share of samples")
     axes[0].legend(fontsize="small")
