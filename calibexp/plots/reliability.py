@@ -219,26 +219,33 @@ def legend_handles() -> list[Any]:
     ]
 
 
-def grid_shape(n_panels: int) -> tuple[int, int]:
-    """(rows, columns) of a figure of ``n_panels`` diagrams."""
-    columns = min(n_panels, MAX_COLUMNS)
+def grid_shape(n_panels: int, columns: int = MAX_COLUMNS) -> tuple[int, int]:
+    """(rows, columns) of a figure of ``n_panels`` diagrams, at most ``columns`` across."""
+    columns = min(n_panels, columns)
     return math.ceil(n_panels / columns), columns
 
 
-def figure_size(n_panels: int, suptitle: bool = False) -> tuple[float, float]:
+def figure_size(
+    n_panels: int, suptitle: bool = False, columns: int = MAX_COLUMNS
+) -> tuple[float, float]:
     """(width, height) in inches of a figure of ``n_panels`` diagrams."""
-    rows, columns = grid_shape(n_panels)
+    rows, columns = grid_shape(n_panels, columns)
     head = SUPTITLE_HEIGHT if suptitle else 0.0
     return PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows + LEGEND_HEIGHT + head
 
 
 def grid_figure(
-    n_panels: int, bins: int, n: int, suptitle: str = "", animated: bool = False
+    n_panels: int,
+    bins: int,
+    n: int,
+    suptitle: str = "",
+    animated: bool = False,
+    max_columns: int = MAX_COLUMNS,
 ) -> tuple[Figure, list[ReliabilityPanel]]:
-    """A figure of ``n_panels`` diagrams, at most ``MAX_COLUMNS`` across, legend beneath."""
-    rows, columns = grid_shape(n_panels)
+    """A figure of ``n_panels`` diagrams, at most ``max_columns`` across, legend beneath."""
+    rows, columns = grid_shape(n_panels, max_columns)
     head = SUPTITLE_HEIGHT if suptitle else 0.0
-    width, height = figure_size(n_panels, bool(suptitle))
+    width, height = figure_size(n_panels, bool(suptitle), max_columns)
     fig = Figure(figsize=(width, height), dpi=DPI)
     # Fixed margins in inches instead of constrained layout, which is half the drawing time.
     left, right, top_margin, gap_x, gap_y, below = 0.65, 0.15, 0.5, 0.75, 0.95, 0.5
@@ -276,11 +283,14 @@ def grid_figure(
     return fig, panels
 
 
-def plot_reliability_grid(panels: list[tuple[ReliabilityData, str]], suptitle: str = "") -> Figure:
-    """Diagrams in a grid, at most ``MAX_COLUMNS`` across (before/after calibration, or chosen
-    epochs of a run), so the figure stays legible at the width the MLflow UI shows it."""
+def plot_reliability_grid(
+    panels: list[tuple[ReliabilityData, str]], suptitle: str = "", max_columns: int = MAX_COLUMNS
+) -> Figure:
+    """Diagrams in a grid, at most ``max_columns`` across: by default ``MAX_COLUMNS``
+    (before/after calibration, or chosen epochs of a run), so the figure stays legible at the
+    width the MLflow UI shows it; a report's methods × epochs grid sets one row per method."""
     first = panels[0][0]
-    fig, drawn = grid_figure(len(panels), len(first.counts), first.n, suptitle)
+    fig, drawn = grid_figure(len(panels), len(first.counts), first.n, suptitle, False, max_columns)
     for panel, (data, title) in zip(drawn, panels):
         panel.show(data, title)
     return fig

@@ -16,6 +16,8 @@ SOURCES = sorted(
     p for folder in ("calibexp", "entrypoints", "benchmarks") for p in (ROOT / folder).rglob("*.py")
 )
 DOCUMENT = re.compile(r"[\w./-]+\.md\b")
+# Markdown files calibexp writes (a report's table), named where they are written: not citations.
+WRITTEN = frozenset({"table.md", "report/table.md"})
 
 
 @functools.cache  # one `git ls-files` for all the sources checked
@@ -28,7 +30,7 @@ def shipped_documents() -> frozenset[str]:
 
 def outside_citations(text: str, shipped: frozenset[str]) -> list[str]:
     cited = {m.group(0).removeprefix("./") for m in DOCUMENT.finditer(text)}
-    return sorted(c for c in cited if "../" in c or c not in shipped)
+    return sorted(c for c in cited if "../" in c or c not in shipped | WRITTEN)
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))

@@ -1,0 +1,83 @@
+"""One report, from the store to files: ``make_report`` reads the runs, builds the table, writes
+``table.md``, ``table.tex``, ``table.csv``, ``runs.csv`` and the figures into ``out``, and logs
+that folder as the artifacts of one report run (tagged ``calibexp.report``, never selected by
+another report), whose description is the Markdown table.
+
+Bad input (no runs, an unknown column or group key) is refused before anything is written or a
+run is created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from calibexp.plots.reliability import figure_png
+from calibexp.reports.figures import CURVES, EVIDENCE, EVOLUTION, figures
+from calibexp.reports.render import latex, markdown, runs_csv, stats_csv
+from calibexp.reports.selection import REPORT_TAG, select_runs
+from calibexp.reports.spec import ReportSpec, param_key
+from calibexp.reports.table import Table, build_table
+from calibexp.tracking.names import RUN_NAME_TAG
+from calibexp.tracking.run import TrackedRun, end_run, experiment_id_for, tracking_client
+
+FILES = ("table.md", "table.tex", "table.csv", "runs.csv", EVOLUTION, CURVES, EVIDENCE)
+REPORT_EXPERIMENT = "calibexp-reports"  # where a report run goes when not started by mlflow run
+DESCRIPTION_LIMIT = 5000  # characters of the Markdown table shown as the run's description
+
+
+@dataclass
+class Report:
+    table: Table
+    out: Path
+    written: list[str]
+    run_id: str | None
+
+
+def make_report(spec: ReportSpec, out: Path, log: bool = True, draw: bool = True) -> Report:
+    client = tracking_client()
+    selected = select_runs(client, spec.selection, [param_key(k) for k in spec.group_by])
+    table = build_table(selected, spec)
+    drawn, figure_notes = figures(client, table) if draw else ({}, [])
+    table.notes += figure_notes
+    files = {
+        "table.md": markdown(table).encode(),
+        "table.tex": latex(table).encode(),
+        "table.csv": stats_csv(table).encode(),
+        "runs.csv": runs_csv(table).encode(),
+        **{name: figure_png(figure) for name, figure in drawn.items()},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    for name in FILES:  # a figure an earlier report of this folder drew, not drawn now
+        (out / name).unlink(missing_ok=True)
+    for name, content in files.items():
+        staged = out / f".{name}.partial"
+        staged.write_bytes(content)
+        staged.replace(out / name)  # never a half-written file under its name
+    run_id = log_report(client, spec, out, sorted(files)) if log else None
+    return Report(table, out, sorted(files), run_id)
+
+
+def log_report(client: Any, spec: ReportSpec, out: Path, names: list[str]) -> str:
+    tags = {REPORT_TAG: spec.name, RUN_NAME_TAG: spec.name}
+    run = TrackedRun.for_this_command(
+        client, lambda: experiment_id_for(client, REPORT_EXPERIMENT), spec.name, tags
+    )
+    run.release()  # this function writes the run itself, and ends it
+    try:
+        client.log_param(run.run_id, "select", spec.selection.describe()[:6000])
+        client.log_param(run.run_id, "group_by", " ".join(spec.group_by))
+        client.log_param(run.run_id, "columns", " ".join(spec.columns) or "default")
+        for name in names:  # only the report's files, whatever else the folder holds
+            client.log_artifact(run.run_id, str(out / name), "report")
+        table_md = (out / "table.md").read_text()
+        description = table_md if len(table_md) <= DESCRIPTION_LIMIT else (
+            table_md[:DESCRIPTION_LIMIT] + "\n… (report/table.md holds the whole table)"
+        )  # fmt: skip
+        client.set_tag(run.run_id, "mlflow.note.content", description)
+    except BaseException as err:
+        end_run(client, run.run_id, "FAILED", f"{type(err).__name__}: {err}")
+        raise
+    end_run(client, run.run_id, "FINISHED")
+    return run.run_id

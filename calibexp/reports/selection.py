@@ -1,0 +1,129 @@
+"""The runs a report is made of, read from the MLflow store with ``mlflow.search_runs``, and
+which of them count.
+
+A run counts when it is a training run's result: FINISHED, tagged with a run key, and none of
+the runs that only point at results (a launcher run ``mlflow run`` made for a command that
+trained nothing, ``calibexp.launcher_of``; a sweep's summary run; a study's parent run; a report
+run; a re-evaluation of another run's checkpoint, ``calibexp.source_run_id``, whose numbers
+are its source's). A pruned study trial does not count (it stopped early). Of two FINISHED runs
+of one group and seed (a forced re-run: ``calibexp.forced``) the earliest unforced one counts
+and the other is listed as a duplicate. Runs not FINISHED are listed, never counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from calibexp.errors import CalibexpError
+from calibexp.reports.spec import Selection
+
+TAG = "tags."
+PARAM = "params."
+REPORT_TAG = "calibexp.report"
+# Runs that hold no result of their own: never listed (tag -> what the run is).
+POINTERS = {
+    "calibexp.launcher_of": "launcher run",
+    "calibexp.sweep_summary": "sweep summary run",
+    "calibexp.study_storage": "study parent run",
+    REPORT_TAG: "report run",
+    "calibexp.source_run_id": "re-evaluation run",
+}
+
+
+@dataclass
+class Selected:
+    runs: pd.DataFrame  # mlflow.search_runs' columns, one row per listed run
+    expected: dict[tuple[str, ...], set[int]] | None  # a sweep's seeds per group of its cells
+    cell_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # run key -> group
+    left_out: dict[str, int] = field(default_factory=dict)  # kind of pointer run -> count
+    description: str = ""
+
+
+def select_runs(client: MlflowClient, selection: Selection, group_keys: list[str]) -> Selected:
+    """Every run of the selection, pointer runs dropped (counted in ``left_out``)."""
+    cells = None
+    experiments = list(selection.experiments)
+    if selection.sweep is not None:
+        from calibexp.sweeps.spec import load_sweep
+
+        cells = load_sweep(selection.sweep, root=Path.cwd()).cells
+        experiments += sorted({c.cfg.tracking.experiment for c in cells} - set(experiments))
+    ids, names = _experiment_ids(client, experiments)
+    filters = []
+    if selection.study:
+        filters.append(f"tags.`calibexp.study` = '{selection.study}'")
+    if selection.filter:
+        filters.append(f"({selection.filter})" if " or " in selection.filter.lower() else
+                       selection.filter)  # fmt: skip
+    try:
+        runs = mlflow.search_runs(
+            experiment_ids=ids,
+            filter_string=" and ".join(filters),
+            output_format="pandas",
+            max_results=100_000,
+            order_by=["attributes.start_time ASC"],
+        )
+    except mlflow.exceptions.MlflowException as err:
+        message = str(err).strip().splitlines()[0][:300]
+        raise CalibexpError(f"select {selection.describe()}: MLflow refused: {message}") from None
+    runs = runs.reset_index(drop=True)
+    left_out: dict[str, int] = {}
+    keep = pd.Series(True, index=runs.index)
+    for tag, what in POINTERS.items():
+        column = runs.get(TAG + tag)
+        if column is not None:
+            hit = column.notna() & keep
+            if hit.any():
+                left_out[what] = int(hit.sum())
+            keep &= ~column.notna()
+    key_column = runs.get(TAG + "calibexp.run_key")
+    untagged = keep & (key_column.isna() if key_column is not None else True)
+    if untagged.any():
+        left_out["run without a run key (not a calibexp training run)"] = int(untagged.sum())
+    keep &= ~untagged
+    runs = runs[keep].reset_index(drop=True)
+    expected, cell_keys = None, {}
+    if cells is not None:
+        from calibexp.config import flatten, run_key
+
+        expected = {}
+        for cell in cells:
+            flat = flatten(cell.cfg)
+            group = tuple(str(flat.get(k, "")) for k in group_keys)
+            expected.setdefault(group, set()).add(cell.cfg.seed)
+            cell_keys[run_key(cell.cfg)] = group
+        runs = runs[runs[TAG + "calibexp.run_key"].isin(cell_keys)].reset_index(drop=True)
+    description = selection.describe() + f" (experiments {', '.join(names)})"
+    if runs.empty:
+        raise CalibexpError(
+            f"select {selection.describe()} matched no runs; {_what_exists(client)}"
+        )
+    return Selected(runs, expected, cell_keys, left_out, description)
+
+
+def _experiment_ids(client: MlflowClient, names: list[str]) -> tuple[list[str], list[str]]:
+    if not names:
+        found = client.search_experiments()
+        return [e.experiment_id for e in found], sorted(e.name for e in found)
+    ids = []
+    for name in names:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise CalibexpError(f"experiment {name!r} is not in the store; {_what_exists(client)}")
+        ids.append(experiment.experiment_id)
+    return ids, names
+
+
+def _what_exists(client: MlflowClient) -> str:
+    rows = []
+    for experiment in sorted(client.search_experiments(), key=lambda e: e.name):
+        runs = client.search_runs(
+            [experiment.experiment_id], "tags.`calibexp.run_key` != ''", max_results=1000
+        )
+        rows.append(f"{experiment.name} ({len(runs)} calibexp runs)")
+    return "experiments in the store: " + (", ".join(rows) if rows else "none")

@@ -1,0 +1,206 @@
+"""The report's table: runs grouped by config keys, each column's mean ± std over seeds, which
+entries are bold, and every flag a reader needs (missing seeds, runs not counted, groups that mix
+configs).
+
+Conventions, stated under every table: mean over the group's counted seeds; std is the sample
+standard deviation (ddof = 1; "–" for n = 1); n is the number of seeds behind the entry.
+OpenOOD's ``eval_ood.py`` prints the population std (ddof = 0), which is √((n−1)/n) times this
+one (0.82× for n = 3).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from calibexp.config import NON_SEMANTIC
+from calibexp.errors import CalibexpError
+from calibexp.registry import closest
+from calibexp.reports.columns import METRIC_PREFIX, Column, chosen_columns
+from calibexp.reports.published import Published, published_for
+from calibexp.reports.selection import PARAM, TAG, Selected
+from calibexp.reports.significance import Verdict, verdicts
+from calibexp.reports.spec import ReportSpec, param_key
+
+NOT_COUNTED = "not counted"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One group's values of one column."""
+
+    values: dict[int, float]  # seed -> the run's value (logged units)
+    mean: float
+    std: float  # ddof = 1; nan for n < 2
+    temperature: float | None  # the mean T of the column's calibrator, where it has one
+    verdict: Verdict
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+
+@dataclass
+class Group:
+    key: tuple[str, ...]  # the group_by values
+    runs: dict[int, pd.Series] = field(default_factory=dict)  # seed -> counted run
+    entries: dict[str, Entry] = field(default_factory=dict)  # column key -> entry
+    published: Published | None = None
+    flags: list[str] = field(default_factory=list)
+
+    def label(self) -> str:
+        return "/".join(self.key)
+
+
+@dataclass
+class Table:
+    spec: ReportSpec
+    columns: list[Column]
+    groups: list[Group]
+    runs: pd.DataFrame  # every listed run with its group, seed, and whether it counted (why not)
+    notes: list[str]  # about the selection as a whole
+    group_params: list[str]
+
+
+def build_table(selected: Selected, spec: ReportSpec) -> Table:
+    runs = selected.runs.copy()
+    group_params = [param_key(k) for k in spec.group_by]
+    for key, name in zip(group_params, spec.group_by):
+        if PARAM + key not in runs:
+            params = sorted(c.removeprefix(PARAM) for c in runs if c.startswith(PARAM))
+            raise CalibexpError(
+                f"group key {name!r} ({key}) is no param of the selected runs"
+                f"{closest(key, params)}; params: {', '.join(params)}; aliases: dataset, model, "
+                "loss, protocol, meta"
+            )
+    keys = runs[[PARAM + k for k in group_params]].itertuples(index=False)
+    runs["group"] = [tuple("" if pd.isna(v) else str(v) for v in row) for row in keys]
+    runs["seed"] = pd.to_numeric(runs[PARAM + "seed"], errors="coerce").astype("Int64")
+    runs["counted"], runs["why"] = False, ""
+    forced = runs.get(TAG + "calibexp.forced", pd.Series(None, index=runs.index)).notna()
+    pruned = runs.get(TAG + "calibexp.trial_state", pd.Series(None, index=runs.index)) == "PRUNED"
+    groups: dict[tuple[str, ...], Group] = {}
+    order = runs.assign(_forced=forced).sort_values(["_forced", "start_time", "run_id"]).index
+    for i in order:
+        row = runs.loc[i]
+        group = groups.setdefault(row["group"], Group(row["group"]))
+        seed = row["seed"]
+        if row["status"] != "FINISHED":
+            runs.loc[i, "why"] = f"{row['status']}: {NOT_COUNTED}"
+        elif pruned[i]:
+            runs.loc[i, "why"] = f"pruned trial: {NOT_COUNTED}"
+        elif pd.isna(seed):
+            runs.loc[i, "why"] = f"no seed param: {NOT_COUNTED}"
+        elif int(seed) in group.runs:
+            first = group.runs[int(seed)]["run_id"]
+            runs.loc[i, "why"] = f"duplicate of seed {seed} (run {first}): {NOT_COUNTED}"
+        else:
+            group.runs[int(seed)] = row
+            runs.loc[i, "counted"] = True
+    counted = runs[runs["counted"]]
+    if counted.empty:
+        states = ", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().items())
+        raise CalibexpError(f"the selection holds no FINISHED result runs ({states})")
+    logged = {c.removeprefix(METRIC_PREFIX) for c in counted if c.startswith(METRIC_PREFIX)
+              and counted[c].notna().any()}  # fmt: skip
+    columns = chosen_columns(spec.columns, logged, _bins(counted))
+    ordered = [groups[k] for k in sorted(groups) if groups[k].runs or selected.expected is None]
+    ordered += [Group(k) for k in sorted(selected.expected or {}) if k not in groups]
+    _flag_seeds(ordered, selected.expected)
+    _flag_mixed(ordered, group_params)
+    for group in ordered:
+        for _, row in runs[(runs["group"] == group.key) & ~runs["counted"]].iterrows():
+            group.flags.append(f"run {row['run_id']} (seed {row['seed']}) {row['why']}")
+        if spec.published and group.runs:
+            group.published = published_for(_params(next(iter(group.runs.values()))))
+    for column in columns:
+        _fill(ordered, column, spec, group_params)
+    notes = [f"{n} {what}(s) left out" for what, n in sorted(selected.left_out.items())]
+    runs = runs.sort_values(["group", "seed", "run_id"], na_position="last")
+    return Table(spec, columns, ordered, runs.reset_index(drop=True), notes, group_params)
+
+
+def _params(row: pd.Series) -> dict[str, str]:
+    return {k.removeprefix(PARAM): v for k, v in row.items() if k.startswith(PARAM) and
+            isinstance(v, str)}  # fmt: skip
+
+
+def _bins(counted: pd.DataFrame) -> int:
+    column = counted.get(PARAM + "eval.ece_bins")
+    values = sorted(set(column.dropna())) if column is not None else []
+    return int(values[0]) if len(values) == 1 else 15
+
+
+def _flag_seeds(groups: list[Group], expected: dict[tuple[str, ...], set[int]] | None) -> None:
+    """A seed is missing where the sweep expected it or, without a sweep, where another group of
+    the selection has it."""
+    every = set().union(*(g.runs for g in groups))
+    for group in groups:
+        wanted = expected.get(group.key, set()) if expected is not None else every
+        missing = sorted(wanted - set(group.runs))
+        if missing:
+            group.flags.insert(
+                0,
+                f"missing seed(s) {', '.join(map(str, missing))}: n = {len(group.runs)} of "
+                f"{len(wanted)}",
+            )
+
+
+def _flag_mixed(groups: list[Group], group_params: list[str]) -> None:
+    """A group whose seeds differ in more than the seed trained different configs: say which
+    key, so it is added to group_by."""
+    for group in groups:
+        if len(group.runs) < 2:
+            continue
+        frame = pd.DataFrame([_params(r) for r in group.runs.values()])
+        for key in sorted(frame.columns):
+            if key in group_params or key == "seed" or _non_semantic(key):
+                continue
+            values = sorted(frame[key].dropna().unique())
+            if len(values) > 1:
+                group.flags.append(f"mixes {key} = {', '.join(values)} (add {key} to group_by)")
+
+
+def _non_semantic(key: str) -> bool:
+    return any(key == skip or key.startswith(skip + ".") for skip in NON_SEMANTIC)
+
+
+def _fill(groups: list[Group], column: Column, spec: ReportSpec, group_params: list[str]) -> None:
+    """Each group's entry of ``column``, and the verdicts within each block of rows."""
+    block_index = [group_params.index(param_key(k)) for k in spec.compare_within]
+    values: dict[tuple[str, ...], dict[int, float]] = {}
+    temperatures: dict[tuple[str, ...], float | None] = {}
+    for group in groups:
+        seeds = {}
+        for seed, row in group.runs.items():
+            value = column.value_of(row)
+            if not math.isnan(value):
+                seeds[seed] = value
+        values[group.key] = seeds
+        temperatures[group.key] = _mean_of(group, column.temperature)
+    blocks: dict[tuple[str, ...], list[Group]] = {}
+    for group in groups:
+        blocks.setdefault(tuple(group.key[i] for i in block_index), []).append(group)
+    for members in blocks.values():
+        judged = verdicts({g.key: values[g.key] for g in members}, column.better, spec.alpha)
+        for group in members:
+            seeds = values[group.key]
+            data = np.array(list(seeds.values()), dtype=float)
+            group.entries[column.key] = Entry(
+                seeds,
+                float(data.mean()) if len(data) else math.nan,
+                float(data.std(ddof=1)) if len(data) > 1 else math.nan,
+                temperatures[group.key],
+                judged[group.key],
+            )
+
+
+def _mean_of(group: Group, key: str | None) -> float | None:
+    if key is None:
+        return None
+    found = [row.get(METRIC_PREFIX + key) for row in group.runs.values()]
+    found = [float(v) for v in found if v is not None and not pd.isna(v)]
+    return float(np.mean(found)) if found else None
