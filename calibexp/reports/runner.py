@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlflow.entities import Param
+
 from calibexp.plots.reliability import figure_png
 from calibexp.reports.figures import CURVES, EVIDENCE, EVOLUTION, figures
 from calibexp.reports.render import latex, markdown, runs_csv, stats_csv
@@ -66,9 +68,15 @@ def log_report(client: Any, spec: ReportSpec, out: Path, names: list[str]) -> st
     )
     run.release()  # this function writes the run itself, and ends it
     try:
-        client.log_param(run.run_id, "select", spec.selection.describe()[:6000])
-        client.log_param(run.run_id, "group_by", " ".join(spec.group_by))
-        client.log_param(run.run_id, "columns", " ".join(spec.columns) or "default")
+        # report.*: `mlflow run` already logged its own parameters (select, …) as given
+        settings = {
+            "report.selection": spec.selection.describe()[:6000],
+            "report.group_by": " ".join(spec.group_by),
+            "report.compare_within": " ".join(spec.compare_within),
+            "report.columns": " ".join(spec.columns) or "default",
+            "report.alpha": str(spec.alpha),
+        }
+        client.log_batch(run.run_id, params=[Param(k, v) for k, v in settings.items()])
         for name in names:  # only the report's files, whatever else the folder holds
             client.log_artifact(run.run_id, str(out / name), "report")
         table_md = (out / "table.md").read_text()

@@ -41,7 +41,6 @@ class Selected:
     expected: dict[tuple[str, ...], set[int]] | None  # a sweep's seeds per group of its cells
     cell_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # run key -> group
     left_out: dict[str, int] = field(default_factory=dict)  # kind of pointer run -> count
-    description: str = ""
 
 
 def select_runs(client: MlflowClient, selection: Selection, group_keys: list[str]) -> Selected:
@@ -51,9 +50,10 @@ def select_runs(client: MlflowClient, selection: Selection, group_keys: list[str
     if selection.sweep is not None:
         from calibexp.sweeps.spec import load_sweep
 
+        # Found by run key in every experiment (unless named): a sweep started with `mlflow
+        # run --experiment-name X` trains into X, not into its configs' tracking.experiment.
         cells = load_sweep(selection.sweep, root=Path.cwd()).cells
-        experiments += sorted({c.cfg.tracking.experiment for c in cells} - set(experiments))
-    ids, names = _experiment_ids(client, experiments)
+    ids = _experiment_ids(client, experiments)
     filters = []
     if selection.study:
         filters.append(f"tags.`calibexp.study` = '{selection.study}'")
@@ -98,25 +98,23 @@ def select_runs(client: MlflowClient, selection: Selection, group_keys: list[str
             expected.setdefault(group, set()).add(cell.cfg.seed)
             cell_keys[run_key(cell.cfg)] = group
         runs = runs[runs[TAG + "calibexp.run_key"].isin(cell_keys)].reset_index(drop=True)
-    description = selection.describe() + f" (experiments {', '.join(names)})"
     if runs.empty:
         raise CalibexpError(
             f"select {selection.describe()} matched no runs; {_what_exists(client)}"
         )
-    return Selected(runs, expected, cell_keys, left_out, description)
+    return Selected(runs, expected, cell_keys, left_out)
 
 
-def _experiment_ids(client: MlflowClient, names: list[str]) -> tuple[list[str], list[str]]:
+def _experiment_ids(client: MlflowClient, names: list[str]) -> list[str]:
     if not names:
-        found = client.search_experiments()
-        return [e.experiment_id for e in found], sorted(e.name for e in found)
+        return [e.experiment_id for e in client.search_experiments()]
     ids = []
     for name in names:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             raise CalibexpError(f"experiment {name!r} is not in the store; {_what_exists(client)}")
         ids.append(experiment.experiment_id)
-    return ids, names
+    return ids
 
 
 def _what_exists(client: MlflowClient) -> str:
