@@ -27,10 +27,9 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
@@ -38,9 +37,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from calibexp.metrics.calibration import equal_width_bins
-from calibexp.metrics.predictions import Predictions
-from calibexp.metrics.smooth import smooth_reliability
+if TYPE_CHECKING:
+    import torch
+
+    from calibexp.metrics.predictions import Predictions
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
 OVER = "#D55E00"  # vermilion: over-confident bins (confidence > accuracy)
@@ -98,11 +98,19 @@ class ReliabilityData:
 def prepare_reliability(
     logits: torch.Tensor, targets: torch.Tensor, bins: int = 15
 ) -> ReliabilityData:
+    from calibexp.metrics.predictions import Predictions
+
     return reliability_of(Predictions(logits, targets), bins)
 
 
 def reliability_of(p: Predictions, bins: int = 15) -> ReliabilityData:
     """The diagram's data from predictions already wrapped (shared with ``suite_of``)."""
+    # torch and the metrics imported here: drawing logged diagrams (a report) needs neither
+    import torch
+
+    from calibexp.metrics.calibration import equal_width_bins
+    from calibexp.metrics.smooth import smooth_reliability
+
     idx = equal_width_bins(p.confidence, bins)
     counts = torch.bincount(idx, minlength=bins).double()
     acc_sum = torch.bincount(idx, weights=p.correct.double(), minlength=bins)
@@ -219,33 +227,26 @@ def legend_handles() -> list[Any]:
     ]
 
 
-def grid_shape(n_panels: int, columns: int = MAX_COLUMNS) -> tuple[int, int]:
-    """(rows, columns) of a figure of ``n_panels`` diagrams, at most ``columns`` across."""
-    columns = min(n_panels, columns)
+def grid_shape(n_panels: int) -> tuple[int, int]:
+    """(rows, columns) of a figure of ``n_panels`` diagrams."""
+    columns = min(n_panels, MAX_COLUMNS)
     return math.ceil(n_panels / columns), columns
 
 
-def figure_size(
-    n_panels: int, suptitle: bool = False, columns: int = MAX_COLUMNS
-) -> tuple[float, float]:
+def figure_size(n_panels: int, suptitle: bool = False) -> tuple[float, float]:
     """(width, height) in inches of a figure of ``n_panels`` diagrams."""
-    rows, columns = grid_shape(n_panels, columns)
+    rows, columns = grid_shape(n_panels)
     head = SUPTITLE_HEIGHT if suptitle else 0.0
     return PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows + LEGEND_HEIGHT + head
 
 
 def grid_figure(
-    n_panels: int,
-    bins: int,
-    n: int,
-    suptitle: str = "",
-    animated: bool = False,
-    max_columns: int = MAX_COLUMNS,
+    n_panels: int, bins: int, n: int, suptitle: str = "", animated: bool = False
 ) -> tuple[Figure, list[ReliabilityPanel]]:
-    """A figure of ``n_panels`` diagrams, at most ``max_columns`` across, legend beneath."""
-    rows, columns = grid_shape(n_panels, max_columns)
+    """A figure of ``n_panels`` diagrams, at most ``MAX_COLUMNS`` across, legend beneath."""
+    rows, columns = grid_shape(n_panels)
     head = SUPTITLE_HEIGHT if suptitle else 0.0
-    width, height = figure_size(n_panels, bool(suptitle), max_columns)
+    width, height = figure_size(n_panels, bool(suptitle))
     fig = Figure(figsize=(width, height), dpi=DPI)
     # Fixed margins in inches instead of constrained layout, which is half the drawing time.
     left, right, top_margin, gap_x, gap_y, below = 0.65, 0.15, 0.5, 0.75, 0.95, 0.5
@@ -283,14 +284,11 @@ def grid_figure(
     return fig, panels
 
 
-def plot_reliability_grid(
-    panels: list[tuple[ReliabilityData, str]], suptitle: str = "", max_columns: int = MAX_COLUMNS
-) -> Figure:
-    """Diagrams in a grid, at most ``max_columns`` across: by default ``MAX_COLUMNS``
-    (before/after calibration, or chosen epochs of a run), so the figure stays legible at the
-    width the MLflow UI shows it; a report's methods × epochs grid sets one row per method."""
+def plot_reliability_grid(panels: list[tuple[ReliabilityData, str]], suptitle: str = "") -> Figure:
+    """Diagrams in a grid, at most ``MAX_COLUMNS`` across (before/after calibration, or chosen
+    epochs of a run), so the figure stays legible at the width the MLflow UI shows it."""
     first = panels[0][0]
-    fig, drawn = grid_figure(len(panels), len(first.counts), first.n, suptitle, False, max_columns)
+    fig, drawn = grid_figure(len(panels), len(first.counts), first.n, suptitle)
     for panel, (data, title) in zip(drawn, panels):
         panel.show(data, title)
     return fig
@@ -326,9 +324,10 @@ class ReliabilityFrames:
         return canvas_rgb(self.canvas)
 
 
-def figure_png(fig: Figure) -> bytes:
+def figure_png(fig: Figure, dpi: float | str = DPI) -> bytes:
+    """The figure as PNG bytes, at ``dpi`` (``"figure"``: the figure's own)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
 
 

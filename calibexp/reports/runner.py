@@ -15,8 +15,7 @@ from typing import Any
 
 from mlflow.entities import Param
 
-from calibexp.plots.reliability import figure_png
-from calibexp.reports.figures import CURVES, EVIDENCE, EVOLUTION, figures
+from calibexp.reports.figures import CURVES, EVIDENCE, EVOLUTION, Drawing, figure_jobs
 from calibexp.reports.render import latex, markdown, runs_csv, stats_csv
 from calibexp.reports.selection import REPORT_TAG, select_runs
 from calibexp.reports.spec import ReportSpec, param_key
@@ -41,17 +40,23 @@ def make_report(spec: ReportSpec, out: Path, log: bool = True, draw: bool = True
     client = tracking_client()
     selected = select_runs(client, spec.selection, [param_key(k) for k in spec.group_by])
     table = build_table(selected, spec)
-    drawn, figure_notes = figures(client, table) if draw else ({}, [])
-    table.notes += figure_notes
+    with Drawing() as drawing:
+        for name, job in figure_jobs(client, table) if draw else []:
+            if isinstance(job, str):
+                table.notes.append(f"{name}: {job}")  # why it is not drawn
+            else:
+                drawing.submit(name, job)
+        pngs = drawing.pngs()
     files = {
         "table.md": markdown(table).encode(),
         "table.tex": latex(table).encode(),
         "table.csv": stats_csv(table).encode(),
         "runs.csv": runs_csv(table).encode(),
-        **{name: figure_png(figure) for name, figure in drawn.items()},
+        **pngs,
     }
     out.mkdir(parents=True, exist_ok=True)
-    for name in FILES:  # a figure an earlier report of this folder drew, not drawn now
+    stale = [*FILES, *(p.name for p in out.glob(f"{EVOLUTION.removesuffix('.png')}_*.png"))]
+    for name in stale:  # a figure an earlier report of this folder drew, not drawn now
         (out / name).unlink(missing_ok=True)
     for name, content in files.items():
         staged = out / f".{name}.partial"

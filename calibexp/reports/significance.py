@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy.special import stdtr
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,10 @@ def paired_p(best: list[float], other: list[float]) -> float:
     d = np.asarray(best, dtype=float) - np.asarray(other, dtype=float)
     if np.all(d == d[0]):
         return 1.0 if d[0] == 0 else 0.0
-    result = stats.ttest_rel(best, other)
-    return float(result.pvalue)
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
+    # Student's t CDF from scipy.special: scipy.stats' ttest_rel gives the same p (tested) but
+    # its import alone is ~0.75 s of a report's ~8.
+    return float(2.0 * stdtr(len(d) - 1, -abs(t)))
 
 
 def holm(p_values: list[float]) -> list[float]:
