@@ -25,12 +25,12 @@ from calibexp.reports.spec import Selection
 TAG = "tags."
 PARAM = "params."
 REPORT_TAG = "calibexp.report"
-# Runs that hold no result of their own: never listed (tag -> what the run is).
+# Runs that hold no result of their own: never listed, only counted (tag -> what the run is);
+# report runs are not even counted.
 POINTERS = {
     "calibexp.launcher_of": "launcher run",
     "calibexp.sweep_summary": "sweep summary run",
     "calibexp.study_storage": "study parent run",
-    REPORT_TAG: "report run",
     "calibexp.source_run_id": "re-evaluation run",
 }
 
@@ -73,7 +73,7 @@ def select_runs(client: MlflowClient, selection: Selection, group_keys: list[str
         raise CalibexpError(f"select {selection.describe()}: MLflow refused: {message}") from None
     runs = runs.reset_index(drop=True)
     left_out: dict[str, int] = {}
-    keep = pd.Series(True, index=runs.index)
+    keep = runs.get(TAG + REPORT_TAG, pd.Series(None, index=runs.index)).isna()  # never listed
     for tag, what in POINTERS.items():
         column = runs.get(TAG + tag)
         if column is not None:
@@ -98,6 +98,7 @@ def select_runs(client: MlflowClient, selection: Selection, group_keys: list[str
             expected.setdefault(group, set()).add(cell.cfg.seed)
             cell_keys[run_key(cell.cfg)] = group
         runs = runs[runs[TAG + "calibexp.run_key"].isin(cell_keys)].reset_index(drop=True)
+        left_out = {}  # chosen by run key: no pointer run could have been counted
     if runs.empty:
         raise CalibexpError(
             f"select {selection.describe()} matched no runs; {_what_exists(client)}"
