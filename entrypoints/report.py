@@ -35,7 +35,9 @@ def main() -> None:
 
     def body() -> None:
         from calibexp.reports import make_report, report_spec
+        from calibexp.reports.runner import mark_report_launcher
 
+        mark_report_launcher(args.select)
         spec = report_spec(
             args.select, args.name, args.group_by, args.columns, args.compare_within,
             args.published,

@@ -30,6 +30,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
@@ -77,8 +78,9 @@ def figure_jobs(client: MlflowClient, table: Table) -> Iterator[tuple[str, Job |
     missing = [k for k in table.spec.figure_metrics if k not in logged]
     histories = fetch_histories(client, table, blocks, curves + evidence)
     if missing:
-        yield CURVES, f"no counted run logged {', '.join(missing)}"
-    elif curves:
+        without = "; drawn without" if curves else ""
+        yield CURVES, f"no counted run logged {', '.join(missing)}{without}"
+    if curves:
         yield CURVES, (plot_bands, (histories, curves, f"val per epoch, {table.spec.name}"))
     if evidence:
         title = f"evidence per epoch (train), {table.spec.name}"
@@ -90,19 +92,26 @@ class Drawing:
     worker processes where the platform forks (Linux), else here; the same bytes either way."""
 
     def __init__(self) -> None:
-        processes = min(os.cpu_count() or 1, DRAW_PROCESSES)
-        self.pool = None
-        if processes > 1 and sys.platform.startswith("linux"):
-            context = multiprocessing.get_context("fork")
-            self.pool = ProcessPoolExecutor(processes, mp_context=context)
+        self.pool: ProcessPoolExecutor | None = None
+        self.serial = not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2
         self.pending: dict[str, Any] = {}
 
     def submit(self, name: str, job: Job) -> None:
+        # The workers fork at the first submit (all at once, as ProcessPoolExecutor forks), and
+        # fork copies one thread: only safe while no other thread (an HTTP keep-alive, a
+        # telemetry sender) may hold a lock the child would then wait on forever.
+        if self.pool is None and not self.serial:
+            if threading.active_count() > 1:
+                self.serial = True
+            else:
+                processes = min(os.cpu_count() or 1, DRAW_PROCESSES)
+                context = multiprocessing.get_context("fork")
+                self.pool = ProcessPoolExecutor(processes, mp_context=context)
         self.pending[name] = self.pool.submit(_png, *job) if self.pool else _png(*job)
 
     def pngs(self) -> dict[str, bytes]:
         """Every submitted figure's PNG, once all are drawn."""
-        return {n: p.result() if self.pool else p for n, p in self.pending.items()}
+        return {n: p if isinstance(p, bytes) else p.result() for n, p in self.pending.items()}
 
     def __enter__(self) -> "Drawing":
         return self
@@ -159,7 +168,9 @@ def fetch_histories(
     ]
 
     def history(job: tuple[str, str, str, str]) -> list[tuple[int, float]]:
-        return sorted((m.step, m.value) for m in client.get_metric_history(job[3], job[2]))
+        # One value per epoch: a resumed run may log an epoch twice; the later one stands.
+        points = sorted(client.get_metric_history(job[3], job[2]), key=lambda m: m.timestamp)
+        return sorted({m.step: m.value for m in points}.items())
 
     with ThreadPoolExecutor(FETCH_THREADS) as pool:
         results = list(pool.map(history, jobs))

@@ -26,13 +26,16 @@ def number(value: float, percent: bool) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:.{2 if percent else 3}f}"
 
 
-def cell_parts(entry: Entry, column: Column) -> tuple[str, str, str]:
-    """(mean, std, suffix) as shown: units of the header, T in parentheses, † if untested."""
+def cell_parts(entry: Entry, column: Column, runs: int) -> tuple[str, str, str]:
+    """(mean, std, suffix) as shown: units of the header, T in parentheses, † if untested, and
+    the entry's n where it is not the row's ``runs``."""
     mean = number(column.shown(entry.mean), column.percent) if entry.n else "–"
     std = number(column.shown(entry.std), column.percent) if entry.n else ""
     suffix = f" ({entry.temperature:.2f})" if entry.temperature is not None and entry.n else ""
     if entry.n and column.better and not entry.verdict.best and not entry.verdict.tested:
         suffix += f" {UNTESTED}"
+    if entry.n and entry.n != runs:  # a seed logged no value: the entry's own n
+        suffix += f" (n={entry.n})"
     return mean, std, suffix
 
 
@@ -59,7 +62,7 @@ def published_cells(group: Group, column: Column, which: str) -> tuple[str, str]
     value = getattr(found, which) if found else None
     if found is None or value is None:
         return "", ""
-    mark = CONFIDENCE_MARKS[found.confidence]
+    mark = CONFIDENCE_MARKS[found.confidence_of(which)]
     shown = f"{value:.2f}" + (f" ({found.temperature:.1f})" if which == "ece_ts" else "") + mark
     entry = group.entries[column.key]
     delta = column.shown(entry.mean) - value if entry.n else math.nan
@@ -79,7 +82,7 @@ def rows(table: Table, bold: callable, pm: str) -> list[list[str]]:  # type: ign
         row = [*(v or "–" for v in group.key)]
         for column in table.columns:
             entry = group.entries[column.key]
-            mean, std, suffix = cell_parts(entry, column)
+            mean, std, suffix = cell_parts(entry, column, len(group.runs))
             text = f"{mean}{pm}{std}{suffix}" if entry.n else "–"
             row.append(bold(text) if entry.verdict.bold else text)
         row.append(str(len(group.runs)))

@@ -18,8 +18,9 @@ from mlflow.entities import Param
 from calibexp.reports.figures import CURVES, EVIDENCE, EVOLUTION, Drawing, figure_jobs
 from calibexp.reports.render import latex, markdown, runs_csv, stats_csv
 from calibexp.reports.selection import REPORT_TAG, select_runs
-from calibexp.reports.spec import ReportSpec, param_key
+from calibexp.reports.spec import ReportSpec
 from calibexp.reports.table import Table, build_table
+from calibexp.tracking.launcher import launcher_run_id
 from calibexp.tracking.names import RUN_NAME_TAG
 from calibexp.tracking.run import TrackedRun, end_run, experiment_id_for, tracking_client
 
@@ -36,9 +37,18 @@ class Report:
     run_id: str | None
 
 
+def mark_report_launcher(select: str) -> None:
+    """Tag the run ``mlflow run`` made for this command as a report run before anything can
+    fail, so a refused report leaves a FAILED run no later report selects (its name is set once
+    the report is made)."""
+    launched = launcher_run_id()
+    if launched:
+        tracking_client().set_tag(launched, REPORT_TAG, f"(refused: {select})"[:5000])
+
+
 def make_report(spec: ReportSpec, out: Path, log: bool = True, draw: bool = True) -> Report:
     client = tracking_client()
-    selected = select_runs(client, spec.selection, [param_key(k) for k in spec.group_by])
+    selected = select_runs(client, spec.selection)
     table = build_table(selected, spec)
     with Drawing() as drawing:
         for name, job in figure_jobs(client, table) if draw else []:

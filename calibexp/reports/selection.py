@@ -12,6 +12,7 @@ and the other is listed as a duplicate. Runs not FINISHED are listed, never coun
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,12 +39,11 @@ POINTERS = {
 @dataclass
 class Selected:
     runs: pd.DataFrame  # mlflow.search_runs' columns, one row per listed run
-    expected: dict[tuple[str, ...], set[int]] | None  # a sweep's seeds per group of its cells
-    cell_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # run key -> group
+    cells: list[dict[str, str]] | None  # a sweep's cells, each as its flattened config
     left_out: dict[str, int] = field(default_factory=dict)  # kind of pointer run -> count
 
 
-def select_runs(client: MlflowClient, selection: Selection, group_keys: list[str]) -> Selected:
+def select_runs(client: MlflowClient, selection: Selection) -> Selected:
     """Every run of the selection, pointer runs dropped (counted in ``left_out``)."""
     cells = None
     experiments = list(selection.experiments)
@@ -53,13 +53,15 @@ def select_runs(client: MlflowClient, selection: Selection, group_keys: list[str
         # Found by run key in every experiment (unless named): a sweep started with `mlflow
         # run --experiment-name X` trains into X, not into its configs' tracking.experiment.
         cells = load_sweep(selection.sweep, root=Path.cwd()).cells
-    ids = _experiment_ids(client, experiments)
+    ids = ids_for(client, experiments)
     filters = []
     if selection.study:
         filters.append(f"tags.`calibexp.study` = '{selection.study}'")
+    if selection.sweep_name:
+        listed = sweep_run_ids(client, selection.sweep_name, ids)
+        filters.append(f"attributes.run_id IN ({', '.join(repr(r) for r in listed)})")
     if selection.filter:
-        filters.append(f"({selection.filter})" if " or " in selection.filter.lower() else
-                       selection.filter)  # fmt: skip
+        filters.append(selection.filter)  # MLflow's grammar joins conditions with "and" only
     try:
         runs = mlflow.search_runs(
             experiment_ids=ids,
@@ -87,26 +89,23 @@ def select_runs(client: MlflowClient, selection: Selection, group_keys: list[str
         left_out["run without a run key (not a calibexp training run)"] = int(untagged.sum())
     keep &= ~untagged
     runs = runs[keep].reset_index(drop=True)
-    expected, cell_keys = None, {}
+    flat_cells = None
     if cells is not None:
         from calibexp.config import flatten, run_key
 
-        expected = {}
-        for cell in cells:
-            flat = flatten(cell.cfg)
-            group = tuple(str(flat.get(k, "")) for k in group_keys)
-            expected.setdefault(group, set()).add(cell.cfg.seed)
-            cell_keys[run_key(cell.cfg)] = group
-        runs = runs[runs[TAG + "calibexp.run_key"].isin(cell_keys)].reset_index(drop=True)
+        flat_cells = [flatten(cell.cfg) for cell in cells]
+        keys = {run_key(cell.cfg) for cell in cells}
+        column = runs.get(TAG + "calibexp.run_key", pd.Series(None, index=runs.index, dtype=object))
+        runs = runs[column.isin(keys)].reset_index(drop=True)
         left_out = {}  # chosen by run key: no pointer run could have been counted
     if runs.empty:
         raise CalibexpError(
             f"select {selection.describe()} matched no runs; {_what_exists(client)}"
         )
-    return Selected(runs, expected, cell_keys, left_out)
+    return Selected(runs, flat_cells, left_out)
 
 
-def _experiment_ids(client: MlflowClient, names: list[str]) -> list[str]:
+def ids_for(client: MlflowClient, names: list[str]) -> list[str]:
     if not names:
         return [e.experiment_id for e in client.search_experiments()]
     ids = []
@@ -116,6 +115,43 @@ def _experiment_ids(client: MlflowClient, names: list[str]) -> list[str]:
             raise CalibexpError(f"experiment {name!r} is not in the store; {_what_exists(client)}")
         ids.append(experiment.experiment_id)
     return ids
+
+
+def sweep_run_ids(client: MlflowClient, name: str, experiments: list[str]) -> list[str]:
+    """The run ids the latest summary run of sweep ``name`` lists (``calibexp.sweeps.worker``:
+    ``sweep/table.csv`` once every config settled, else the newest worker's view)."""
+    from calibexp.sweeps.worker import SUMMARY_TAG
+
+    found = client.search_runs(
+        experiments, f"tags.`{SUMMARY_TAG}` = '{name}'", order_by=["attributes.start_time DESC"]
+    )
+    if not found:
+        every = client.search_runs(experiments, f"tags.`{SUMMARY_TAG}` != ''", max_results=1000)
+        names = sorted({r.data.tags[SUMMARY_TAG] for r in every})
+        raise CalibexpError(
+            f"no sweep named {name!r} in the store (and no spec file at that path); sweeps: "
+            f"{', '.join(names) or 'none'}"
+        )
+    summary = found[0].info.run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        views = [f.path for f in client.list_artifacts(summary, "sweep/workers")]
+        table = "sweep/table.csv" if client.list_artifacts(summary, "sweep/table.csv") else None
+        if table is None and not views:
+            raise CalibexpError(f"sweep {name!r}: its summary run {summary} lists no runs yet")
+        chosen = table or max(views, key=lambda p: _finished_rows(client, summary, p))
+        frame = pd.read_csv(client.download_artifacts(summary, chosen, tmp), dtype=str)
+    listed = sorted(r for r in frame["run_id"] if isinstance(r, str) and r != "-")
+    if not listed:
+        raise CalibexpError(f"sweep {name!r}: its summary run {summary} lists no trained run yet")
+    return listed
+
+
+def _finished_rows(client: MlflowClient, run_id: str, path: str) -> int:
+    """How many configs a worker's view lists as FINISHED: artifact listings carry no time, and
+    a sweep's FINISHED configs only grow, so the most complete view is the latest."""
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = pd.read_csv(client.download_artifacts(run_id, path, tmp), dtype=str)
+    return int((frame["status"] == "FINISHED").sum())
 
 
 def _what_exists(client: MlflowClient) -> str:

@@ -3,7 +3,9 @@
 ``select`` (``mlflow run . -e report -P select=…``) is one of
 
 - ``sweep:studies/sweep_demo.yaml`` (or the bare path of a sweep spec): the sweep's cells, each
-  found by its run key in its experiment; a cell without a FINISHED run is a missing seed;
+  found by its run key in every experiment; a cell without a FINISHED run is a missing seed;
+- ``sweep:<name>`` (``sweep:sweep-demo``, no spec file at hand): the runs the sweep's summary
+  run lists (``sweep/table.csv``, else its workers' latest view) for the sweep of that name;
 - ``study:NAME``: the runs tagged ``calibexp.study = NAME`` (trials and best-trial
   evaluations, never the study's parent run);
 - ``experiment:NAME[,NAME…]``: every run of those experiments;
@@ -62,11 +64,14 @@ class Selection:
     study: str | None = None
     experiments: tuple[str, ...] = ()
     filter: str = ""
+    sweep_name: str | None = None  # a sweep in the store, by name (no spec file at hand)
 
     def describe(self) -> str:
         parts = []
         if self.sweep:
             parts.append(f"sweep {self.sweep}")
+        if self.sweep_name:
+            parts.append(f"sweep {self.sweep_name!r}")
         if self.study:
             parts.append(f"study {self.study}")
         if self.experiments:
@@ -88,6 +93,8 @@ class ReportSpec:
     figure_epochs: tuple[int, ...] = ()  # empty: up to 5 spread over the logged diagram epochs
     figure_metrics: tuple[str, ...] = DEFAULT_FIGURE_METRICS
     spec_file: Path | None = field(default=None, compare=False)
+    # group_by named by the user: a key varying within its rows is refused, not added
+    group_by_given: bool = field(default=False, compare=False)
 
 
 def param_key(name: str) -> str:
@@ -124,11 +131,17 @@ def parse_selection(text: str, root: Path | None = None) -> Selection | Path:
         found[kind] = value
     if sum(k in found for k in ("sweep", "study")) > 1:
         raise CalibexpError(f"select {text!r}: a sweep or a study, not both")
-    sweep = root / found["sweep"] if "sweep" in found else None
-    if sweep is not None and not sweep.is_file():
-        raise CalibexpError(f"sweep spec not found: {sweep}; e.g. studies/sweep_demo.yaml")
+    sweep, sweep_name = None, None
+    if "sweep" in found:  # a spec file, or else the name of a sweep in the store
+        sweep = root / found["sweep"]
+        if found["sweep"].endswith((".yaml", ".yml")) and not sweep.is_file():
+            raise CalibexpError(f"sweep spec not found: {sweep}; e.g. studies/sweep_demo.yaml")
+        if not sweep.is_file():
+            sweep, sweep_name = None, found["sweep"]
     experiments = tuple(e.strip() for e in found.get("experiment", "").split(",") if e.strip())
-    return Selection(sweep, found.get("study"), experiments, found.get("filter", ""))
+    return Selection(
+        sweep, found.get("study"), experiments, found.get("filter", ""), sweep_name=sweep_name
+    )
 
 
 def _parts(text: str) -> list[str]:
@@ -170,6 +183,7 @@ def load_report_spec(path: Path, root: Path | None = None) -> ReportSpec:
         name=_text(raw.get("name", path.stem), "name", where),
         selection=selection,
         group_by=_names(raw.get("group_by", list(DEFAULT_GROUP_BY)), "group_by", where),
+        group_by_given="group_by" in raw,
         compare_within=_names(
             raw.get("compare_within", list(DEFAULT_COMPARE_WITHIN)), "compare_within", where
         ),
@@ -206,6 +220,7 @@ def report_spec(
         changes["name"] = name
     if group_by.strip():
         changes["group_by"] = tuple(_words(group_by))
+        changes["group_by_given"] = True
         # blocks of the keys still grouped by, unless named too
         changes["compare_within"] = tuple(
             k for k in spec.compare_within if k in changes["group_by"]
@@ -236,6 +251,8 @@ def checked(spec: ReportSpec, where: str) -> ReportSpec:
 def _default_name(selection: Selection) -> str:
     if selection.sweep:
         return f"report-{selection.sweep.stem}"
+    if selection.sweep_name:
+        return f"report-{selection.sweep_name}"
     if selection.study:
         return f"report-{selection.study}"
     if selection.experiments:

@@ -11,7 +11,7 @@ one (0.82× for n = 3).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -67,21 +67,16 @@ class Table:
 
 def build_table(selected: Selected, spec: ReportSpec) -> Table:
     runs = selected.runs.copy()
-    group_params = [param_key(k) for k in spec.group_by]
-    for key, name in zip(group_params, spec.group_by):
-        if PARAM + key not in runs:
-            params = sorted(c.removeprefix(PARAM) for c in runs if c.startswith(PARAM))
-            raise CalibexpError(
-                f"group key {name!r} ({key}) is no param of the selected runs"
-                f"{closest(key, params)}; params: {', '.join(params)}; aliases: dataset, model, "
-                "loss, protocol, meta"
-            )
-    keys = runs[[PARAM + k for k in group_params]].itertuples(index=False)
-    runs["group"] = [tuple("" if pd.isna(v) else str(v) for v in row) for row in keys]
-    runs["seed"] = pd.to_numeric(runs[PARAM + "seed"], errors="coerce").astype("Int64")
-    runs["counted"], runs["why"] = False, ""
+    for name in spec.group_by:
+        _require_param(runs, name)
     forced = runs.get(TAG + "calibexp.forced", pd.Series(None, index=runs.index)).notna()
     pruned = runs.get(TAG + "calibexp.trial_state", pd.Series(None, index=runs.index)) == "PRUNED"
+    results = (runs["status"] == "FINISHED") & ~pruned
+    spec, notes = _with_varying_keys(spec, runs[results], selected.cells)
+    group_params = [param_key(k) for k in spec.group_by]
+    runs["group"] = [_group_of(row, group_params) for row in _param_rows(runs)]
+    runs["seed"] = pd.to_numeric(runs[PARAM + "seed"], errors="coerce").astype("Int64")
+    runs["counted"], runs["why"] = False, ""
     groups: dict[tuple[str, ...], Group] = {}
     order = runs.assign(_forced=forced).sort_values(["_forced", "start_time", "run_id"]).index
     for i in order:
@@ -107,10 +102,11 @@ def build_table(selected: Selected, spec: ReportSpec) -> Table:
     logged = {c.removeprefix(METRIC_PREFIX) for c in counted if c.startswith(METRIC_PREFIX)
               and counted[c].notna().any()}  # fmt: skip
     columns = chosen_columns(spec.columns, logged, _bins(counted))
-    ordered = [groups[k] for k in sorted(groups) if groups[k].runs or selected.expected is None]
-    ordered += [Group(k) for k in sorted(selected.expected or {}) if k not in groups]
-    _flag_seeds(ordered, selected.expected)
-    _flag_mixed(ordered, group_params)
+    expected = _expected_seeds(selected.cells, group_params)
+    for key in expected or {}:  # a sweep's group that has no run at all is a row too
+        groups.setdefault(key, Group(key))
+    ordered = [groups[k] for k in sorted(groups)]
+    _flag_seeds(ordered, expected, _block_index(spec, group_params))
     for group in ordered:
         for _, row in runs[(runs["group"] == group.key) & ~runs["counted"]].iterrows():
             group.flags.append(f"run {row['run_id']} (seed {row['seed']}) {row['why']}")
@@ -118,9 +114,75 @@ def build_table(selected: Selected, spec: ReportSpec) -> Table:
             group.published = published_for(_params(next(iter(group.runs.values()))))
     for column in columns:
         _fill(ordered, column, spec, group_params)
-    notes = [f"{n} {what}(s) left out" for what, n in sorted(selected.left_out.items())]
+    notes += [f"{n} {what}(s) left out" for what, n in sorted(selected.left_out.items())]
     runs = runs.sort_values(["group", "seed", "run_id"], na_position="last")
     return Table(spec, columns, ordered, runs.reset_index(drop=True), notes, group_params)
+
+
+def _require_param(runs: pd.DataFrame, name: str) -> None:
+    key = param_key(name)
+    if PARAM + key not in runs:
+        params = sorted(c.removeprefix(PARAM) for c in runs if c.startswith(PARAM))
+        raise CalibexpError(
+            f"group key {name!r} ({key}) is no param of the selected runs"
+            f"{closest(key, params)}; params: {', '.join(params)}; aliases: dataset, model, "
+            "loss, protocol, meta"
+        )
+
+
+def _param_rows(runs: pd.DataFrame) -> list[dict[str, str]]:
+    return [_params(row) for _, row in runs.iterrows()]
+
+
+def _group_of(params: dict[str, str], group_params: list[str]) -> tuple[str, ...]:
+    return tuple(params.get(k, "") for k in group_params)
+
+
+def _with_varying_keys(
+    spec: ReportSpec, results: pd.DataFrame, cells: list[dict[str, str]] | None
+) -> tuple[ReportSpec, list[str]]:
+    """``spec`` with every semantic config key that varies within one of its groups added to
+    ``group_by`` (a table never averages two configs as if they were seeds), where group_by is
+    the default; where it was given, such a key is refused in one line."""
+    rows = [*_param_rows(results), *(cells or [])]
+    group_params = [param_key(k) for k in spec.group_by]
+    values: dict[tuple[tuple[str, ...], str], set[str]] = {}
+    for params in rows:
+        group = _group_of(params, group_params)
+        for key, value in params.items():
+            if key not in group_params and key != "seed" and not _non_semantic(key):
+                values.setdefault((group, key), set()).add(value)
+    varying = sorted({key for (_, key), seen in values.items() if len(seen) > 1})
+    if not varying:
+        return spec, []
+    seen_values = {key: set().union(*(v for (_, k), v in values.items() if k == key))
+                   for key in varying}  # fmt: skip
+    shown = "; ".join(f"{key} = {', '.join(sorted(seen_values[key]))}" for key in varying[:5])
+    if spec.group_by_given:
+        raise CalibexpError(
+            f"group_by {' '.join(spec.group_by)} averages different configs as seeds: {shown}; "
+            f"add {' '.join(varying)} to group_by, or narrow the selection with filter:"
+        )
+    extended = replace(spec, group_by=(*spec.group_by, *varying))
+    return extended, [
+        f"group_by extended with {' '.join(varying)}: they vary within rows ({shown})"
+    ]
+
+
+def _expected_seeds(
+    cells: list[dict[str, str]] | None, group_params: list[str]
+) -> dict[tuple[str, ...], set[int]] | None:
+    """A sweep's seeds per group of its cells (None: no sweep, nothing expected)."""
+    if cells is None:
+        return None
+    expected: dict[tuple[str, ...], set[int]] = {}
+    for params in cells:
+        expected.setdefault(_group_of(params, group_params), set()).add(int(params["seed"]))
+    return expected
+
+
+def _block_index(spec: ReportSpec, group_params: list[str]) -> list[int]:
+    return [group_params.index(param_key(k)) for k in spec.compare_within]
 
 
 def _params(row: pd.Series) -> dict[str, str]:
@@ -134,12 +196,17 @@ def _bins(counted: pd.DataFrame) -> int:
     return int(values[0]) if len(values) == 1 else 15
 
 
-def _flag_seeds(groups: list[Group], expected: dict[tuple[str, ...], set[int]] | None) -> None:
+def _flag_seeds(
+    groups: list[Group], expected: dict[tuple[str, ...], set[int]] | None, block: list[int]
+) -> None:
     """A seed is missing where the sweep expected it or, without a sweep, where another group of
-    the selection has it."""
-    every = set().union(*(g.runs for g in groups))
+    the same block (dataset and model) has it."""
+    every: dict[tuple[str, ...], set[int]] = {}
     for group in groups:
-        wanted = expected.get(group.key, set()) if expected is not None else every
+        every.setdefault(tuple(group.key[i] for i in block), set()).update(group.runs)
+    for group in groups:
+        wanted = (expected.get(group.key, set()) if expected is not None
+                  else every[tuple(group.key[i] for i in block)])  # fmt: skip
         missing = sorted(wanted - set(group.runs))
         if missing:
             group.flags.insert(
@@ -149,28 +216,13 @@ def _flag_seeds(groups: list[Group], expected: dict[tuple[str, ...], set[int]] |
             )
 
 
-def _flag_mixed(groups: list[Group], group_params: list[str]) -> None:
-    """A group whose seeds differ in more than the seed trained different configs: say which
-    key, so it is added to group_by."""
-    for group in groups:
-        if len(group.runs) < 2:
-            continue
-        frame = pd.DataFrame([_params(r) for r in group.runs.values()])
-        for key in sorted(frame.columns):
-            if key in group_params or key == "seed" or _non_semantic(key):
-                continue
-            values = sorted(frame[key].dropna().unique())
-            if len(values) > 1:
-                group.flags.append(f"mixes {key} = {', '.join(values)} (add {key} to group_by)")
-
-
 def _non_semantic(key: str) -> bool:
     return any(key == skip or key.startswith(skip + ".") for skip in NON_SEMANTIC)
 
 
 def _fill(groups: list[Group], column: Column, spec: ReportSpec, group_params: list[str]) -> None:
     """Each group's entry of ``column``, and the verdicts within each block of rows."""
-    block_index = [group_params.index(param_key(k)) for k in spec.compare_within]
+    block_index = _block_index(spec, group_params)
     values: dict[tuple[str, ...], dict[int, float]] = {}
     temperatures: dict[tuple[str, ...], float | None] = {}
     for group in groups:
@@ -179,8 +231,10 @@ def _fill(groups: list[Group], column: Column, spec: ReportSpec, group_params: l
             value = column.value_of(row)
             if not math.isnan(value):
                 seeds[seed] = value
+            else:
+                group.flags.append(f"seed {seed} logged no {column.key}")
         values[group.key] = seeds
-        temperatures[group.key] = _mean_of(group, column.temperature)
+        temperatures[group.key] = _mean_of(group, column.temperature, seeds)
     blocks: dict[tuple[str, ...], list[Group]] = {}
     for group in groups:
         blocks.setdefault(tuple(group.key[i] for i in block_index), []).append(group)
@@ -198,9 +252,10 @@ def _fill(groups: list[Group], column: Column, spec: ReportSpec, group_params: l
             )
 
 
-def _mean_of(group: Group, key: str | None) -> float | None:
+def _mean_of(group: Group, key: str | None, seeds: dict[int, float]) -> float | None:
+    """The mean of ``key`` over the runs of ``seeds`` (those behind the entry)."""
     if key is None:
         return None
-    found = [row.get(METRIC_PREFIX + key) for row in group.runs.values()]
+    found = [group.runs[s].get(METRIC_PREFIX + key) for s in seeds]
     found = [float(v) for v in found if v is not None and not pd.isna(v)]
     return float(np.mean(found)) if found else None

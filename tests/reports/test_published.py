@@ -7,10 +7,13 @@ import pytest
 
 from calibexp.reports.published import Published, method_of, published_for
 
+PAPER = {"protocol": "torrvision", "train.epochs": "350"}  # the paper's training
+
 
 def params(loss: str, meta: str = "none", **extra: str) -> dict[str, str]:
-    """Flattened params as MLflow logs them: every value a string."""
-    return {"loss.name": loss, "meta.name": meta, **{f"loss.{k}": v for k, v in extra.items()}}
+    """Flattened params as MLflow logs them (every value a string), trained as the paper did."""
+    return {"loss.name": loss, "meta.name": meta, **PAPER,
+            **{f"loss.{k}": v for k, v in extra.items()}}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -18,19 +21,25 @@ def params(loss: str, meta: str = "none", **extra: str) -> dict[str, str]:
     [
         (params("ce"), "ce"),
         (params("brier"), "brier"),
-        (params("flsd53"), "flsd-53"),
+        (params("flsd53", gammas="[5.0, 3.0, 3.0]", thresholds="[0.2, 0.5]"), "flsd-53"),
+        (params("flsd53", gammas="[5.0, 3.0, 2.0]", thresholds="[0.2, 0.5]"), None),  # FLSD-532
+        (params("flsd53"), None),  # no schedule logged
         (params("focal", gamma="3.0"), "fl-3"),
         (params("focal", gamma="3"), "fl-3"),
         (params("focal", gamma="2.0"), None),
         (params("focal"), None),  # no gamma logged: not the paper's FL-3
         (params("label_smoothing", smoothing="0.05"), "ls-0.05"),
         (params("label_smoothing", smoothing="0.1"), None),
-        (params("mmce", lam="2.0"), "mmce"),
-        (params("mmce", lam="1.0"), None),
+        (params("mmce", lam="2.0", pair_reduction="mean"), "mmce"),
+        (params("mmce", lam="2.0", pair_reduction="sum"), None),  # another scale of λ
+        (params("mmce", lam="1.0", pair_reduction="mean"), None),
         (params("dual_focal", gamma="5.0"), None),
         (params("ce", meta="label_smoothing_vector"), None),  # a meta-learner
         (params("ce", meta=""), "ce"),
-        ({"loss.name": "ce"}, "ce"),  # no meta section logged: a plain run
+        ({"loss.name": "ce", **PAPER}, "ce"),  # no meta section logged: a plain run
+        ({**params("ce"), "protocol": "safcl"}, None),  # another protocol than the paper's
+        ({**params("ce"), "train.epochs": "3"}, None),  # not the paper's 350 epochs
+        ({"loss.name": "ce"}, None),  # no protocol, no epochs: not known to be the paper's
         ({}, None),
     ],
 )
@@ -45,9 +54,14 @@ def test_published_cifar10_resnet50_ce():
 
 
 def test_published_cifar100_resnet50_confidence():
-    """CIFAR-100 ResNet-50: CE third-party checked; the FL-3 row unverified."""
+    """CIFAR-100 ResNet-50: CE third-party checked; the FL-3 row unverified; MMCE's ECE checked
+    but its error not."""
     base = {"data.name": "cifar100", "model.name": "resnet50"}
     assert published_for({**base, **params("ce")}).confidence == "third-party"
+    mmce = published_for({**base, **params("mmce", lam="2.0", pair_reduction="mean")})
+    assert (
+        mmce.confidence_of("ece") == "third-party" and mmce.confidence_of("error") == "unverified"
+    )
     fl3 = published_for({**base, **params("focal", gamma="3.0")})
     assert fl3 == Published(22.75, 5.13, 1.97, 1.1, "unverified")
 

@@ -77,12 +77,16 @@ def test_report_of_a_sweep_equals_search_runs(tmp_path, tracking_store):
     folder = client.download_artifacts(report_run, "report", str(tmp_path / "logged"))
     for name in ("reliability_evolution.png", "val_curves.png", "evidence.png"):
         pixels = matplotlib.image.imread(f"{folder}/{name}")
-        assert pixels.ndim == 3 and pixels.shape[0] > 300 and pixels.shape[1] > 600, name
+        assert pixels.ndim == 3 and pixels.shape[0] > 300 and pixels.shape[1] > 500, name
         assert pixels[..., :3].std() > 0.05, name  # drawn, not blank
         assert (out / name).read_bytes() == open(f"{folder}/{name}", "rb").read()
     evolution = matplotlib.image.imread(f"{folder}/reliability_evolution.png")
     assert evolution.shape[0] > evolution.shape[1] * 0.9  # two method rows of two epochs
     assert re.search(r"\| digits +\| small_cnn +\| ce +\|", made.stdout)  # the table, printed
+
+    # the same runs selected by the sweep's name (its summary run's table), no spec file needed
+    make_report(report_spec("sweep:sweep-report-test"), tmp_path / "by-name", draw=False)
+    assert (tmp_path / "by-name/table.csv").read_bytes() == (out / "table.csv").read_bytes()
 
     # a deleted run is a missing seed of its group, said in the table
     gone = runs[(runs["params.loss.name"] == "focal") & (runs["params.seed"] == "1")]
@@ -106,3 +110,18 @@ def test_report_of_a_sweep_equals_search_runs(tmp_path, tracking_store):
         atol=1e-12,
     )
     assert again.run_id != report_run
+
+    # a refused report: one line, exit non-zero, its launcher run FAILED and tagged as a report
+    # run, so no later report lists it
+    refused = mlflow_run(tracking_store, "-P", "select=experiment:nope", entry="report")
+    assert refused.returncode != 0
+    assert "calibexp: error: experiment 'nope' is not in the store; experiments in the store:" in (
+        refused.stderr
+    )
+    failed = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], "attributes.status = 'FAILED'"
+    )
+    assert [r.data.tags.get(REPORT_TAG) for r in failed] == ["(refused: experiment:nope)"]
+    listed = make_report(report_spec(f"experiment:{EXPERIMENT}"), tmp_path / "3", draw=False)
+    assert failed[0].info.run_id not in set(listed.table.runs["run_id"])
+    assert "run without a run key" not in (tmp_path / "3/table.md").read_text()

@@ -5,7 +5,6 @@ the same store gives byte-identical files."""
 from __future__ import annotations
 
 import math
-import re
 import shutil
 import subprocess
 import time
@@ -42,7 +41,7 @@ ACC = {
 def make_run(client, experiment, loss, seed, metrics, status="FINISHED", tags=None, **params):
     values = {"data.name": "cifar10", "model.name": "resnet50", "loss.name": loss,
               "protocol": "torrvision", "seed": str(seed), "eval.ece_bins": "15",
-              "meta.name": "none", **params}  # fmt: skip
+              "meta.name": "none", "train.epochs": "350", **params}  # fmt: skip
     if loss == "focal":
         values.setdefault("loss.gamma", "3.0")
     run = client.create_run(
@@ -250,6 +249,9 @@ BAD_INPUT = [
          r"group key 'los' \(los\) is no param of the selected runs "
          r"\(did you mean 'loss.name'\?\)"),
         ("study:missing-study", {}, "matched no runs"),
+        ("sweep:no-such-sweep", {},
+         r"no sweep named 'no-such-sweep' in the store \(and no spec file at that path\); "
+         r"sweeps: none$"),
 ]  # fmt: skip
 
 
@@ -264,19 +266,60 @@ def test_bad_input_is_one_line_naming_what_exists(store, tmp_path, select, extra
     )  # and no report run
 
 
-def test_groups_that_mix_configs_say_which_key(tmp_path):
+def test_configs_are_never_averaged_as_seeds(tmp_path):
+    """Runs differing in a config key besides the seed are two rows: the default group_by is
+    extended with the key (and says so); a group_by the user gave is refused naming it."""
     client = MlflowClient()
     experiment = client.create_experiment(EXPERIMENT)
-    for seed, gamma in ((0, "1.0"), (1, "3.0")):
-        make_run(client, experiment, "focal", seed, {"test/acc": 0.9}, **{"loss.gamma": gamma})
+    for seed in (0, 1):
+        for gamma, acc in (("1.0", 0.9), ("3.0", 0.8)):
+            make_run(client, experiment, "focal", seed, {"test/acc": acc + seed / 100},
+                     **{"loss.gamma": gamma})  # fmt: skip
     make_report(report_spec(f"experiment:{EXPERIMENT}"), tmp_path / "out", draw=False)
     markdown = (tmp_path / "out/table.md").read_text()
-    assert "mixes loss.gamma = 1.0, 3.0 (add loss.gamma to group_by)" in markdown
-    make_report(
-        report_spec(f"experiment:{EXPERIMENT}", group_by="dataset model loss loss.gamma"),
-        tmp_path / "split",
-        draw=False,
+    assert "group_by extended with loss.gamma: they vary within rows (loss.gamma = 1.0, 3.0)" in (
+        markdown
     )
-    frame = pd.read_csv(tmp_path / "split/table.csv")
-    assert sorted(frame["loss.gamma"].unique()) == [1.0, 3.0] and set(frame["n"]) == {1}
-    assert not re.search("mixes", (tmp_path / "split/table.md").read_text())
+    frame = pd.read_csv(tmp_path / "out/table.csv")
+    assert list(frame["loss.gamma"]) == [1.0, 3.0] and set(frame["n"]) == {2}
+    assert list(frame["mean"]) == pytest.approx([1 - 0.905, 1 - 0.805], abs=1e-15)
+    assert "duplicate" not in markdown
+    with pytest.raises(CalibexpError, match=(
+        r"^group_by dataset model loss averages different configs as seeds: "
+        r"loss.gamma = 1.0, 3.0; add loss.gamma to group_by, or narrow the selection with filter:$"
+    )):  # fmt: skip
+        make_report(
+            report_spec(f"experiment:{EXPERIMENT}", group_by="dataset model loss"), tmp_path / "x"
+        )
+
+
+def test_curves_take_one_value_per_epoch_and_seed(tmp_path):
+    """A resumed run that logged an epoch twice counts it once (the later value), and the band
+    data are each method's seeds, per block."""
+    from calibexp.reports.figures import CURVES, figure_jobs
+    from calibexp.reports.selection import select_runs
+    from calibexp.reports.table import build_table
+
+    client = MlflowClient()
+    experiment = client.create_experiment(EXPERIMENT)
+    first = make_run(client, experiment, "ce", 0, {"test/acc": 0.9})
+    second = make_run(client, experiment, "ce", 1, {"test/acc": 0.9})
+    client.log_batch(
+        first,
+        metrics=[
+            Metric("val/nll", 2.0, 1, 0),
+            Metric("val/nll", 1.0, 2, 1),
+            Metric("val/nll", 0.8, 3, 1),
+        ],
+    )  # epoch 1 again, resumed
+    client.log_batch(second, metrics=[Metric("val/nll", 1.0, 1, 0), Metric("val/nll", 0.6, 2, 1)])
+    spec = report_spec(f"experiment:{EXPERIMENT}", columns="error")
+    table = build_table(select_runs(client, spec.selection), spec)
+    jobs = dict(figure_jobs(client, table))
+    _, (curves, keys, _) = jobs[CURVES]
+    assert keys == ["val/nll"]
+    assert curves == {"cifar10/resnet50": {"ce/torrvision": {"val/nll": [
+        [(0, 2.0), (1, 0.8)], [(0, 1.0), (1, 0.6)]]}}}  # fmt: skip
+    assert (
+        jobs["reliability_evolution.png"] == "the runs of seed 0 share no logged val diagram epoch"
+    )
