@@ -93,20 +93,18 @@ class Drawing:
 
     def __init__(self) -> None:
         self.pool: ProcessPoolExecutor | None = None
-        self.serial = not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2
         self.pending: dict[str, Any] = {}
+        processes = min(os.cpu_count() or 1, DRAW_PROCESSES)
+        # Forked now, before the figures' data is fetched: fork copies only the calling thread,
+        # so it is safe while no other thread exists that could hold a lock the child would
+        # wait on forever (MLflow's artifact downloads leave idle worker threads behind).
+        # ProcessPoolExecutor forks all its workers at the first submit: a no-op one, here.
+        if processes > 1 and sys.platform.startswith("linux") and threading.active_count() == 1:
+            context = multiprocessing.get_context("fork")
+            self.pool = ProcessPoolExecutor(processes, mp_context=context)
+            self.pool.submit(os.getpid).result()
 
     def submit(self, name: str, job: Job) -> None:
-        # The workers fork at the first submit (all at once, as ProcessPoolExecutor forks), and
-        # fork copies one thread: only safe while no other thread (an HTTP keep-alive, a
-        # telemetry sender) may hold a lock the child would then wait on forever.
-        if self.pool is None and not self.serial:
-            if threading.active_count() > 1:
-                self.serial = True
-            else:
-                processes = min(os.cpu_count() or 1, DRAW_PROCESSES)
-                context = multiprocessing.get_context("fork")
-                self.pool = ProcessPoolExecutor(processes, mp_context=context)
         self.pending[name] = self.pool.submit(_png, *job) if self.pool else _png(*job)
 
     def pngs(self) -> dict[str, bytes]:

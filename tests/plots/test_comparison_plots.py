@@ -89,6 +89,7 @@ def test_drawing_in_processes_gives_the_bytes_drawn_here():
     job = (plot_reliability_matrix, ([("ce", [(one, "epoch 0")])], "t"))
     bands = (plot_bands, ({"": {"ce": {"val/nll": [[(0, 1.0), (1, 0.5)]]}}}, ["val/nll"], "t"))
     with Drawing() as drawing:
+        assert drawing.pool is not None  # Linux, 2 cores, one thread: drawn in forked workers
         drawing.submit("a.png", job)
         drawing.submit("b.png", bands)
         drawn = drawing.pngs()
