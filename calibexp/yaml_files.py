@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from calibexp.errors import CalibexpError
+from calibexp.registry import closest
 
 
 def read_yaml_mapping(path: str | Path, what: str, example: str) -> tuple[dict[str, Any], str]:
@@ -33,3 +34,12 @@ def read_yaml_mapping(path: str | Path, what: str, example: str) -> tuple[dict[s
             f"{what} {path}: expected a YAML mapping of keys, got a {type(data).__name__}"
         )
     return data, text
+
+
+def require_known_keys(raw: dict[str, Any], valid: tuple[str, ...], where: str) -> None:
+    """Refuse the first key of ``raw`` not in ``valid``, naming the closest valid one."""
+    for key in raw:
+        if key not in valid:
+            raise CalibexpError(
+                f"{where}: unknown key '{key}'{closest(str(key), valid)}; valid: {', '.join(valid)}"
+            )

@@ -35,7 +35,7 @@ from typing import Any
 
 from calibexp.errors import CalibexpError
 from calibexp.registry import closest
-from calibexp.yaml_files import read_yaml_mapping
+from calibexp.yaml_files import read_yaml_mapping, require_known_keys
 
 # Short names for the config keys a paper groups by; any other flattened config key (a run's
 # params, e.g. ``loss.gamma``) may be named as it is.
@@ -165,12 +165,7 @@ def _parts(text: str) -> list[str]:
 def load_report_spec(path: Path, root: Path | None = None) -> ReportSpec:
     where = f"report spec {path}"
     raw, _ = read_yaml_mapping(path, "report spec", "studies/report_demo.yaml")
-    for key in raw:
-        if key not in SPEC_KEYS:
-            raise CalibexpError(
-                f"{where}: unknown key '{key}'{closest(str(key), SPEC_KEYS)}; "
-                f"valid: {', '.join(SPEC_KEYS)}"
-            )
+    require_known_keys(raw, SPEC_KEYS, where)
     if not isinstance(raw.get("select"), str):
         raise CalibexpError(f"{where}: 'select' is required, e.g. sweep:studies/sweep_demo.yaml")
     selection = parse_selection(raw["select"], root)

@@ -40,7 +40,7 @@ from calibexp.config import (
 from calibexp.errors import CalibexpError
 from calibexp.registry import Registry, closest
 from calibexp.studies.samplers import PRUNERS, SAMPLERS
-from calibexp.yaml_files import read_yaml_mapping
+from calibexp.yaml_files import read_yaml_mapping, require_known_keys
 
 ParameterType = Literal["float", "int", "categorical"]
 Direction = Literal["minimize", "maximize"]
@@ -127,12 +127,7 @@ def _settings(component: Any) -> str:
 def load_spec(path: str | Path, root: Path | None = None) -> StudySpec:
     raw, text = read_yaml_mapping(path, "study spec", "studies/smoke.yaml")
     where = f"study spec {path}"
-    for key in raw:
-        if key not in TOP_KEYS:
-            raise CalibexpError(
-                f"{where}: unknown key '{key}'{closest(str(key), TOP_KEYS)}; "
-                f"valid: {', '.join(TOP_KEYS)}"
-            )
+    require_known_keys(raw, TOP_KEYS, where)
     name = _required(raw, "name", where)
     root = root or Path.cwd()
     base = tuple(root / p for p in config_paths(_required(raw, "base", where)))

@@ -26,8 +26,7 @@ from typing import Any
 from calibexp.config import ExperimentConfig, load_config, override
 from calibexp.errors import CalibexpError
 from calibexp.matrix import matching_cells
-from calibexp.registry import closest
-from calibexp.yaml_files import read_yaml_mapping
+from calibexp.yaml_files import read_yaml_mapping, require_known_keys
 
 TOP_KEYS = ("name", "configs", "seeds", "overrides", "axes")
 
@@ -53,12 +52,7 @@ def load_sweep(path: str | Path, root: Path | None = None) -> SweepSpec:
     path, root = Path(path), (root or Path.cwd())
     where = f"sweep spec {path}"
     raw, text = read_yaml_mapping(path, "sweep spec", "studies/sweep_demo.yaml")
-    for key in raw:
-        if key not in TOP_KEYS:
-            raise CalibexpError(
-                f"{where}: unknown key '{key}'{closest(str(key), TOP_KEYS)}; "
-                f"valid: {', '.join(TOP_KEYS)}"
-            )
+    require_known_keys(raw, TOP_KEYS, where)
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise CalibexpError(f"{where}: 'name' is required (a string)")
