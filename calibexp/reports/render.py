@@ -83,7 +83,8 @@ def rows(table: Table, bold: callable, pm: str) -> list[list[str]]:  # type: ign
         for column in table.columns:
             entry = group.entries[column.key]
             mean, std, suffix = cell_parts(entry, column, len(group.runs))
-            text = f"{mean}{pm}{std}{suffix}" if entry.n else "–"
+            spread = f"{pm}{std}" if entry.n > 1 else ""  # no std of one seed
+            text = f"{mean}{spread}{suffix}" if entry.n else "–"
             row.append(bold(text) if entry.verdict.bold else text)
         row.append(str(len(group.runs)))
         for column, which in published_columns(table):
@@ -96,7 +97,7 @@ def notes(table: Table) -> list[str]:
     spec = table.spec
     within = ", ".join(spec.compare_within) or "the whole table"
     lines = [
-        "Mean ± sample standard deviation (ddof = 1; – for n = 1) over the n seeds of each row; "
+        "Mean ± sample standard deviation (ddof = 1; none for n = 1) over the n seeds of each row; "
         "% columns are 100 × the logged fractions, NLL in nats; (T) is the mean temperature "
         "of that calibrator.",
         f"Bold: the best mean within each block of equal {within}, and every entry of the "

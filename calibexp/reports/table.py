@@ -81,12 +81,13 @@ def build_table(selected: Selected, spec: ReportSpec) -> Table:
     order = runs.assign(_forced=forced).sort_values(["_forced", "start_time", "run_id"]).index
     for i in order:
         row = runs.loc[i]
+        if pruned[i]:  # a study's pruned trial stopped early on purpose: no row of its own
+            runs.loc[i, "why"] = f"pruned trial: {NOT_COUNTED}"
+            continue
         group = groups.setdefault(row["group"], Group(row["group"]))
         seed = row["seed"]
         if row["status"] != "FINISHED":
             runs.loc[i, "why"] = f"{row['status']}: {NOT_COUNTED}"
-        elif pruned[i]:
-            runs.loc[i, "why"] = f"pruned trial: {NOT_COUNTED}"
         elif pd.isna(seed):
             runs.loc[i, "why"] = f"no seed param: {NOT_COUNTED}"
         elif int(seed) in group.runs:
@@ -108,12 +109,14 @@ def build_table(selected: Selected, spec: ReportSpec) -> Table:
     ordered = [groups[k] for k in sorted(groups)]
     _flag_seeds(ordered, expected, _block_index(spec, group_params))
     for group in ordered:
-        for _, row in runs[(runs["group"] == group.key) & ~runs["counted"]].iterrows():
+        for _, row in runs[(runs["group"] == group.key) & ~runs["counted"] & ~pruned].iterrows():
             group.flags.append(f"run {row['run_id']} (seed {row['seed']}) {row['why']}")
         if spec.published and group.runs:
             group.published = published_for(_params(next(iter(group.runs.values()))))
     for column in columns:
         _fill(ordered, column, spec, group_params)
+    if pruned.any():
+        notes.append(f"{int(pruned.sum())} pruned trial(s) not counted (runs.csv lists them)")
     notes += [f"{n} {what}(s) left out" for what, n in sorted(selected.left_out.items())]
     runs = runs.sort_values(["group", "seed", "run_id"], na_position="last")
     return Table(spec, columns, ordered, runs.reset_index(drop=True), notes, group_params)

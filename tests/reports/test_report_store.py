@@ -323,3 +323,21 @@ def test_curves_take_one_value_per_epoch_and_seed(tmp_path):
     assert (
         jobs["reliability_evolution.png"] == "the runs of seed 0 share no logged val diagram epoch"
     )
+
+
+def test_a_pruned_trial_is_no_row_and_one_seed_shows_no_std(tmp_path):
+    client = MlflowClient()
+    experiment = client.create_experiment(EXPERIMENT)
+    make_run(client, experiment, "ce", 0, {"test/acc": 0.9})
+    pruned = make_run(client, experiment, "focal", 0, {"test/acc": 0.5},
+                      tags={"calibexp.trial_state": "PRUNED"})  # fmt: skip
+    make_report(
+        report_spec(f"experiment:{EXPERIMENT}", columns="error"), tmp_path / "o", draw=False
+    )
+    markdown = (tmp_path / "o/table.md").read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| cifar10")]
+    assert len(rows) == 1 and "| ce " in rows[0] and "| **10.00** " in rows[0] and "±" not in rows[0]
+    assert "1 pruned trial(s) not counted (runs.csv lists them)" in markdown
+    assert pruned not in markdown
+    runs = pd.read_csv(tmp_path / "o/runs.csv").set_index("run_id")
+    assert runs.loc[pruned, "why_not"] == "pruned trial: not counted"
