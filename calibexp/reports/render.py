@@ -122,14 +122,19 @@ def notes(table: Table) -> list[str]:
 
 
 def markdown(table: Table) -> str:
-    head = header(table)
-    body = rows(table, lambda t: f"**{t}**", " ± ")
+    head = [_cell(h) for h in header(table)]
+    body = [[_cell(c) for c in row] for row in rows(table, lambda t: f"**{t}**", " ± ")]
     widths = [max(len(r[i]) for r in (head, *body)) for i in range(len(head))]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     lines = [f"# {table.spec.name}", "", line(head),
              "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body), ""]  # fmt: skip
     lines += [f"- {note}" for note in notes(table)]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """A Markdown table cell: a ``|`` inside a value (a config value, a filter) escaped."""
+    return text.replace("|", "\\|")
 
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",

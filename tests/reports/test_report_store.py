@@ -336,8 +336,30 @@ def test_a_pruned_trial_is_no_row_and_one_seed_shows_no_std(tmp_path):
     )
     markdown = (tmp_path / "o/table.md").read_text()
     rows = [line for line in markdown.splitlines() if line.startswith("| cifar10")]
-    assert len(rows) == 1 and "| ce " in rows[0] and "| **10.00** " in rows[0] and "±" not in rows[0]
+    assert (
+        len(rows) == 1 and "| ce " in rows[0] and "| **10.00** " in rows[0] and "±" not in rows[0]
+    )
     assert "1 pruned trial(s) not counted (runs.csv lists them)" in markdown
     assert pruned not in markdown
     runs = pd.read_csv(tmp_path / "o/runs.csv").set_index("run_id")
     assert runs.loc[pruned, "why_not"] == "pruned trial: not counted"
+
+
+def test_a_sweep_by_name_takes_its_most_complete_worker_view(tmp_path):
+    """Before every config settled the summary run holds only its workers' views: the one with
+    the most FINISHED configs lists the runs."""
+    from calibexp.sweeps.worker import SUMMARY_TAG
+
+    client = MlflowClient()
+    experiment = client.create_experiment(EXPERIMENT)
+    ids = [make_run(client, experiment, "ce", seed, {"test/acc": 0.9}) for seed in (0, 1)]
+    summary = client.create_run(experiment, tags={SUMMARY_TAG: "grid"}).info.run_id
+    head = "config,run_id,status,attempts,host\n"
+    client.log_text(
+        summary, head + f"a,{ids[0]},FINISHED,1,h\nb,-,-,0,-\n", "sweep/workers/h-1.csv"
+    )
+    client.log_text(summary, head + f"a,{ids[0]},FINISHED,1,h\nb,{ids[1]},FINISHED,1,h\n",
+                    "sweep/workers/h-2.csv")  # fmt: skip
+    make_report(report_spec("sweep:grid", columns="error"), tmp_path / "o", draw=False)
+    runs = pd.read_csv(tmp_path / "o/runs.csv")
+    assert sorted(runs["run_id"]) == sorted(ids) and runs["counted"].all()
