@@ -72,7 +72,8 @@ def make_report(spec: ReportSpec, out: Path, log: bool = True, draw: bool = True
         staged = out / f".{name}.partial"
         staged.write_bytes(content)
         staged.replace(out / name)  # never a half-written file under its name
-    run_id = log_report(client, spec, out, sorted(files)) if log else None
+    # table.spec: group_by as the table has it (extended with the keys that vary)
+    run_id = log_report(client, table.spec, out, sorted(files)) if log else None
     return Report(table, out, sorted(files), run_id)
 
 

@@ -39,7 +39,7 @@ POINTERS = {
 @dataclass
 class Selected:
     runs: pd.DataFrame  # mlflow.search_runs' columns, one row per listed run
-    cells: list[dict[str, str]] | None  # a sweep's cells, each as its flattened config
+    cells: dict[str, dict[str, str]] | None  # a sweep's cells: run key -> flattened config
     left_out: dict[str, int] = field(default_factory=dict)  # kind of pointer run -> count
 
 
@@ -93,8 +93,8 @@ def select_runs(client: MlflowClient, selection: Selection) -> Selected:
     if cells is not None:
         from calibexp.config import flatten, run_key
 
-        flat_cells = [flatten(cell.cfg) for cell in cells]
-        keys = {run_key(cell.cfg) for cell in cells}
+        flat_cells = {run_key(cell.cfg): flatten(cell.cfg) for cell in cells}
+        keys = set(flat_cells)
         column = runs.get(TAG + "calibexp.run_key", pd.Series(None, index=runs.index, dtype=object))
         runs = runs[column.isin(keys)].reset_index(drop=True)
         left_out = {}  # chosen by run key: no pointer run could have been counted

@@ -11,12 +11,12 @@ one (0.82× for n = 3).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import pandas as pd
 
-from calibexp.config import NON_SEMANTIC
+from calibexp.config import NON_SEMANTIC, ExperimentConfig
 from calibexp.errors import CalibexpError
 from calibexp.registry import closest
 from calibexp.reports.columns import METRIC_PREFIX, Column, chosen_columns
@@ -74,7 +74,7 @@ def build_table(selected: Selected, spec: ReportSpec) -> Table:
     results = (runs["status"] == "FINISHED") & ~pruned
     spec, notes = _with_varying_keys(spec, runs[results], selected.cells)
     group_params = [param_key(k) for k in spec.group_by]
-    runs["group"] = [_group_of(row, group_params) for row in _param_rows(runs)]
+    runs["group"] = [_group_of(row, group_params) for row in _param_rows(runs, selected.cells)]
     runs["seed"] = pd.to_numeric(runs[PARAM + "seed"], errors="coerce").astype("Int64")
     runs["counted"], runs["why"] = False, ""
     groups: dict[tuple[str, ...], Group] = {}
@@ -110,7 +110,8 @@ def build_table(selected: Selected, spec: ReportSpec) -> Table:
     _flag_seeds(ordered, expected, _block_index(spec, group_params))
     for group in ordered:
         for _, row in runs[(runs["group"] == group.key) & ~runs["counted"] & ~pruned].iterrows():
-            group.flags.append(f"run {row['run_id']} (seed {row['seed']}) {row['why']}")
+            seed = "–" if pd.isna(row["seed"]) else row["seed"]
+            group.flags.append(f"run {row['run_id']} (seed {seed}) {row['why']}")
         if spec.published and group.runs:
             group.published = published_for(_params(next(iter(group.runs.values()))))
     for column in columns:
@@ -133,8 +134,34 @@ def _require_param(runs: pd.DataFrame, name: str) -> None:
         )
 
 
-def _param_rows(runs: pd.DataFrame) -> list[dict[str, str]]:
-    return [_params(row) for _, row in runs.iterrows()]
+def _param_rows(
+    runs: pd.DataFrame, cells: dict[str, dict[str, str]] | None = None
+) -> list[dict[str, str]]:
+    """Each run's config keys (its params), or, for a sweep's run, those of the cell its run
+    key matched: the cell is the config (a run trained before a section existed logged fewer
+    params, and a plain run's key leaves the meta section out)."""
+    keys = runs.get(TAG + "calibexp.run_key", pd.Series(None, index=runs.index, dtype=object))
+    return [
+        dict(cells[key]) if cells and key in cells else _params(row)
+        for key, (_, row) in zip(keys, runs.iterrows())
+    ]
+
+
+# The roots of a flattened config key (``loss`` of ``loss.gamma``, ``seed``): a run's other
+# params are not its config (``mlflow run`` logs its entry point's parameters, ``config``,
+# ``overrides``, ``force``, on the run it makes).
+CONFIG_ROOTS = frozenset(f.name for f in fields(ExperimentConfig))
+
+
+def _config_keys(params: dict[str, str]) -> dict[str, str]:
+    """The semantic config keys of one run, as its run key counts them: no ``NON_SEMANTIC``
+    key, no seed, and no ``meta.*`` key of a plain run (``config.run_key``)."""
+    plain = params.get("meta.name", "none") == "none"
+    return {
+        k: v for k, v in params.items()
+        if k.split(".")[0] in CONFIG_ROOTS and k != "seed" and not _non_semantic(k)
+        and not (plain and k.startswith("meta."))
+    }  # fmt: skip
 
 
 def _group_of(params: dict[str, str], group_params: list[str]) -> tuple[str, ...]:
@@ -142,25 +169,28 @@ def _group_of(params: dict[str, str], group_params: list[str]) -> tuple[str, ...
 
 
 def _with_varying_keys(
-    spec: ReportSpec, results: pd.DataFrame, cells: list[dict[str, str]] | None
+    spec: ReportSpec, results: pd.DataFrame, cells: dict[str, dict[str, str]] | None
 ) -> tuple[ReportSpec, list[str]]:
     """``spec`` with every semantic config key that varies within one of its groups added to
     ``group_by`` (a table never averages two configs as if they were seeds), where group_by is
     the default; where it was given, such a key is refused in one line."""
-    rows = [*_param_rows(results), *(cells or [])]
+    rows = [*_param_rows(results, cells), *(cells or {}).values()]
     group_params = [param_key(k) for k in spec.group_by]
     values: dict[tuple[tuple[str, ...], str], set[str]] = {}
     for params in rows:
         group = _group_of(params, group_params)
-        for key, value in params.items():
-            if key not in group_params and key != "seed" and not _non_semantic(key):
+        for key, value in _config_keys(params).items():
+            if key not in group_params:
                 values.setdefault((group, key), set()).add(value)
     varying = sorted({key for (_, key), seen in values.items() if len(seen) > 1})
     if not varying:
         return spec, []
-    seen_values = {key: set().union(*(v for (_, k), v in values.items() if k == key))
+    seen_values = {key: sorted(set().union(*(v for (_, k), v in values.items() if k == key)))
                    for key in varying}  # fmt: skip
-    shown = "; ".join(f"{key} = {', '.join(sorted(seen_values[key]))}" for key in varying[:5])
+    shown = "; ".join(
+        f"{key} = {', '.join(seen_values[key][:5])}{', …' if len(seen_values[key]) > 5 else ''}"
+        for key in varying[:5]
+    )
     if spec.group_by_given:
         raise CalibexpError(
             f"group_by {' '.join(spec.group_by)} averages different configs as seeds: {shown}; "
@@ -173,13 +203,13 @@ def _with_varying_keys(
 
 
 def _expected_seeds(
-    cells: list[dict[str, str]] | None, group_params: list[str]
+    cells: dict[str, dict[str, str]] | None, group_params: list[str]
 ) -> dict[tuple[str, ...], set[int]] | None:
     """A sweep's seeds per group of its cells (None: no sweep, nothing expected)."""
     if cells is None:
         return None
     expected: dict[tuple[str, ...], set[int]] = {}
-    for params in cells:
+    for params in cells.values():
         expected.setdefault(_group_of(params, group_params), set()).add(int(params["seed"]))
     return expected
 

@@ -363,3 +363,20 @@ def test_a_sweep_by_name_takes_its_most_complete_worker_view(tmp_path):
     make_report(report_spec("sweep:grid", columns="error"), tmp_path / "o", draw=False)
     runs = pd.read_csv(tmp_path / "o/runs.csv")
     assert sorted(runs["run_id"]) == sorted(ids) and runs["counted"].all()
+
+
+def test_only_config_keys_split_rows(tmp_path):
+    """``mlflow run`` logs its entry point's parameters (config, overrides, force) on the run it
+    trains in, and a plain run's meta.* values are not part of its config (its run key leaves
+    them out): neither makes two seeds two rows."""
+    client = MlflowClient()
+    experiment = client.create_experiment(EXPERIMENT)
+    for seed in (0, 1):
+        make_run(client, experiment, "ce", seed, {"test/acc": 0.9 + seed / 100},
+                 config="configs/cifar10/resnet50/ce.yaml", overrides=f"seed={seed}",
+                 force="true" if seed else "false", **{"meta.beta": str(0.5 + seed)})  # fmt: skip
+    spec = report_spec(f"experiment:{EXPERIMENT}", columns="error")
+    report = make_report(spec, tmp_path / "o", draw=False)
+    (group,) = report.table.groups
+    assert report.table.spec.group_by == ("dataset", "model", "loss", "protocol")
+    assert sorted(group.runs) == [0, 1] and "extended" not in (tmp_path / "o/table.md").read_text()
