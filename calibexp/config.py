@@ -620,15 +620,21 @@ def flatten(cfg: ExperimentConfig) -> dict[str, str]:
     return out
 
 
-def run_key(cfg: ExperimentConfig) -> str:
-    """A stable hash of what the run computes (``NON_SEMANTIC`` keys excluded)."""
-    # A plain run's key leaves the meta section out: the keys runs had before it existed.
-    skipped = NON_SEMANTIC if cfg.meta.enabled else (*NON_SEMANTIC, "meta")
-    semantic = {
+def semantic_keys(flat: dict[str, str], meta_enabled: bool) -> dict[str, str]:
+    """The keys of a flattened config that say what the run computes: ``NON_SEMANTIC`` keys
+    left out and, for a plain run (``meta_enabled`` false), the meta section too (the keys runs
+    had before it existed). What ``run_key`` hashes, and what a report compares."""
+    skipped = NON_SEMANTIC if meta_enabled else (*NON_SEMANTIC, "meta")
+    return {
         key: value
-        for key, value in flatten(cfg).items()
+        for key, value in flat.items()
         if not any(key == skip or key.startswith(skip + ".") for skip in skipped)
     }
+
+
+def run_key(cfg: ExperimentConfig) -> str:
+    """A stable hash of what the run computes (``semantic_keys``)."""
+    semantic = semantic_keys(flatten(cfg), cfg.meta.enabled)
     return hashlib.sha256(json.dumps(semantic, sort_keys=True).encode()).hexdigest()[:16]
 
 

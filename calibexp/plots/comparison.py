@@ -24,6 +24,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, MaxNLocator
 
+# the colours and hatches of a run's own reliability diagrams
+from calibexp.plots.reliability import BARS, OVER, OVER_HATCH, UNDER, UNDER_HATCH
+
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
              "#000000")  # fmt: skip
 STYLES = ("-", "--", "-.", ":")
@@ -91,7 +94,6 @@ def plot_bands(curves: Curves, keys: list[str], title: str, strip: str = "") -> 
 
 MATRIX_PANEL = 2.3  # inches per panel: 5 epochs across fit the MLflow artifact viewer
 MATRIX_DPI = 90
-GREY, OVER, UNDER = "#9A9A9A", "#D55E00", "#0072B2"  # as calibexp.plots.reliability
 
 
 def _rectangles(edges: np.ndarray, low: np.ndarray, high: np.ndarray) -> list[np.ndarray]:
@@ -112,9 +114,9 @@ def _draw_bins(ax: Any, data: Any) -> None:
     under = shown & (conf <= acc)
     ax.add_collection(PolyCollection(  # an empty bin's opacity is 0: not drawn
         _rectangles(edges, np.zeros_like(acc), acc),
-        facecolors=[to_rgba(GREY, a) for a in opacity], edgecolors="none",
+        facecolors=[to_rgba(BARS, a) for a in opacity], edgecolors="none",
     ))  # fmt: skip
-    for mask, colour, hatch in ((over, OVER, "//"), (under, UNDER, "\\\\")):
+    for mask, colour, hatch in ((over, OVER, OVER_HATCH), (under, UNDER, UNDER_HATCH)):
         if mask.any():
             index = np.flatnonzero(mask)
             boxes = [_rectangles(edges[i : i + 2], [min(acc[i], conf[i])],
@@ -180,9 +182,9 @@ def plot_reliability_matrix(rows: list[tuple[str, list[tuple[Any, str]]]], title
             ax.tick_params(labelsize=7)
     fig.legend(
         handles=[
-            Patch(facecolor=GREY, label="accuracy per bin"),
-            Patch(facecolor=OVER, alpha=0.45, hatch="//", label="gap: over-confident"),
-            Patch(facecolor=UNDER, alpha=0.45, hatch="\\\\", label="gap: under-confident"),
+            Patch(facecolor=BARS, label="accuracy per bin"),
+            Patch(facecolor=OVER, alpha=0.45, hatch=OVER_HATCH, label="gap: over-confident"),
+            Patch(facecolor=UNDER, alpha=0.45, hatch=UNDER_HATCH, label="gap: under-confident"),
             Line2D([], [], color="black", linestyle="--", linewidth=0.7, label="perfect"),
         ],
         loc="lower center",

@@ -47,11 +47,10 @@ class Column:
         return [self.accuracy_key() if self.is_error() else self.key]
 
     def is_error(self) -> bool:
-        return self.key == "error" or self.key.startswith("error_")
+        return _error_split(self.key) is not None
 
     def accuracy_key(self) -> str:
-        split = "test" if self.key == "error" else "test_" + self.key.removeprefix("error_")
-        return f"{split}/acc"
+        return f"{_error_split(self.key)}/acc"
 
     def value_of(self, run: pd.Series) -> float:
         """The value one run logged (a row of ``mlflow.search_runs``' frame), in logged units;
@@ -70,12 +69,20 @@ def base_name(metric: str) -> str:
     return re.sub(r"_\d+$", "", metric)
 
 
+def _error_split(key: str) -> str | None:
+    """The split whose accuracy an error column is 1 minus (``error`` → ``test``,
+    ``error_ts`` → ``test_ts``), or None for any other key."""
+    if key == "error":
+        return "test"
+    return "test_" + key.removeprefix("error_") if key.startswith("error_") else None
+
+
 def describe(key: str, better: str | None = None) -> Column:
     """The column of a metric key, its unit and direction from the metric's name
     (``test/ece_15`` → "ECE-15 %", lower is better; ``ood/svhn/msp/auroc`` → "AUROC % svhn
     (MSP)", higher is better); ``better`` overrides the direction."""
-    if key == "error" or key.startswith("error_"):
-        split = "test" if key == "error" else "test_" + key.removeprefix("error_")
+    split = _error_split(key)
+    if split is not None:
         suffix = f" {AFTER[split]}" if split in AFTER else ""
         return Column(key, f"Error %{suffix}", True, better or "min")
     parts = key.split("/")

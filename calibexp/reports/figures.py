@@ -44,7 +44,7 @@ from calibexp.plots import ReliabilityData, figure_png
 from calibexp.plots.comparison import Curves, plot_bands, plot_reliability_matrix
 from calibexp.reports.columns import METRIC_PREFIX
 from calibexp.reports.spec import param_key
-from calibexp.reports.table import Group, Table
+from calibexp.reports.table import Group, Table, group_blocks
 
 EVOLUTION = "reliability_evolution.png"
 CURVES = "val_curves.png"
@@ -125,18 +125,13 @@ def _png(plot: Callable[..., Any], arguments: tuple[Any, ...]) -> bytes:
 
 def blocks_of(table: Table) -> dict[tuple[str, ...], list[Group]]:
     """The groups with runs, by their ``compare_within`` values (one block: the whole table)."""
-    index = [table.group_params.index(param_key(k)) for k in table.spec.compare_within]
-    blocks: dict[tuple[str, ...], list[Group]] = {}
-    for group in table.groups:
-        if group.runs:
-            blocks.setdefault(tuple(group.key[i] for i in index), []).append(group)
-    return blocks
+    return group_blocks([g for g in table.groups if g.runs], table.spec)
 
 
 def method_of(group: Group, table: Table) -> str:
     """The group's values of the keys outside ``compare_within`` (its label within a block)."""
     inside = {param_key(k) for k in table.spec.compare_within}
-    parts = [v for v, p in zip(group.key, table.group_params) if p not in inside]
+    parts = [v for v, p in zip(group.key, table.spec.group_params) if p not in inside]
     return "/".join(parts) or group.label()
 
 

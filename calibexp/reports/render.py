@@ -154,10 +154,9 @@ def latex(table: Table) -> str:
     bold entries in ``\\bfseries``, and the notes beneath."""
     marker = "\x00"
     head = [latex_escape(h) for h in header(table)]
-    body = [[latex_escape(c.removeprefix(marker)) for c in row]
-            for row in rows(table, lambda t: marker + t, " ± ")]  # fmt: skip
-    bold = [[c.startswith(marker) for c in row]
-            for row in rows(table, lambda t: marker + t, " ± ")]  # fmt: skip
+    marked = rows(table, lambda t: marker + t, " ± ")
+    body = [[latex_escape(c.removeprefix(marker)) for c in row] for row in marked]
+    bold = [[c.startswith(marker) for c in row] for row in marked]
     frame = pd.DataFrame(body, columns=pd.Index(head))
     styles = pd.DataFrame([["font-weight: bold" if b else "" for b in row] for row in bold],
                           columns=frame.columns)  # fmt: skip

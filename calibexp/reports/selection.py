@@ -26,6 +26,7 @@ from calibexp.reports.spec import Selection
 TAG = "tags."
 PARAM = "params."
 REPORT_TAG = "calibexp.report"
+RUN_KEY_TAG = "calibexp.run_key"
 # Runs that hold no result of their own: never listed, only counted (tag -> what the run is);
 # report runs are not even counted.
 POINTERS = {
@@ -46,14 +47,13 @@ class Selected:
 def select_runs(client: MlflowClient, selection: Selection) -> Selected:
     """Every run of the selection, pointer runs dropped (counted in ``left_out``)."""
     cells = None
-    experiments = list(selection.experiments)
     if selection.sweep is not None:
         from calibexp.sweeps.spec import load_sweep
 
         # Found by run key in every experiment (unless named): a sweep started with `mlflow
         # run --experiment-name X` trains into X, not into its configs' tracking.experiment.
         cells = load_sweep(selection.sweep, root=Path.cwd()).cells
-    ids = ids_for(client, experiments)
+    ids = ids_for(client, list(selection.experiments))
     filters = []
     if selection.study:
         filters.append(f"tags.`calibexp.study` = '{selection.study}'")
@@ -75,16 +75,13 @@ def select_runs(client: MlflowClient, selection: Selection) -> Selected:
         raise CalibexpError(f"select {selection.describe()}: MLflow refused: {message}") from None
     runs = runs.reset_index(drop=True)
     left_out: dict[str, int] = {}
-    keep = runs.get(TAG + REPORT_TAG, pd.Series(None, index=runs.index)).isna()  # never listed
+    keep = tag_column(runs, REPORT_TAG).isna()  # never listed
     for tag, what in POINTERS.items():
-        column = runs.get(TAG + tag)
-        if column is not None:
-            hit = column.notna() & keep
-            if hit.any():
-                left_out[what] = int(hit.sum())
-            keep &= ~column.notna()
-    key_column = runs.get(TAG + "calibexp.run_key")
-    untagged = keep & (key_column.isna() if key_column is not None else True)
+        hit = tag_column(runs, tag).notna()
+        if (hit & keep).any():
+            left_out[what] = int((hit & keep).sum())
+        keep &= ~hit
+    untagged = keep & tag_column(runs, RUN_KEY_TAG).isna()
     if untagged.any():
         left_out["run without a run key (not a calibexp training run)"] = int(untagged.sum())
     keep &= ~untagged
@@ -94,15 +91,19 @@ def select_runs(client: MlflowClient, selection: Selection) -> Selected:
         from calibexp.config import flatten, run_key
 
         flat_cells = {run_key(cell.cfg): flatten(cell.cfg) for cell in cells}
-        keys = set(flat_cells)
-        column = runs.get(TAG + "calibexp.run_key", pd.Series(None, index=runs.index, dtype=object))
-        runs = runs[column.isin(keys)].reset_index(drop=True)
+        runs = runs[tag_column(runs, RUN_KEY_TAG).isin(flat_cells)].reset_index(drop=True)
         left_out = {}  # chosen by run key: no pointer run could have been counted
     if runs.empty:
         raise CalibexpError(
             f"select {selection.describe()} matched no runs; {_what_exists(client)}"
         )
     return Selected(runs, flat_cells, left_out)
+
+
+def tag_column(runs: pd.DataFrame, tag: str) -> pd.Series:
+    """The runs' values of ``tag`` (``mlflow.search_runs`` leaves out a tag no run has: all
+    missing then)."""
+    return runs.get(TAG + tag, pd.Series(None, index=runs.index, dtype=object))
 
 
 def ids_for(client: MlflowClient, names: list[str]) -> list[str]:

@@ -96,6 +96,16 @@ class ReportSpec:
     # group_by named by the user: a key varying within its rows is refused, not added
     group_by_given: bool = field(default=False, compare=False)
 
+    @property
+    def group_params(self) -> list[str]:
+        """The run params (flattened config keys) of ``group_by``, in its order."""
+        return [param_key(k) for k in self.group_by]
+
+    def block_of(self, group: tuple[str, ...]) -> tuple[str, ...]:
+        """A group's values of the ``compare_within`` keys: the block of rows it is judged in."""
+        params = self.group_params
+        return tuple(group[params.index(param_key(k))] for k in self.compare_within)
+
 
 def param_key(name: str) -> str:
     """The flattened config key (a run's param name) of a group key."""

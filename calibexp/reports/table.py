@@ -3,7 +3,7 @@ entries are bold, and every flag a reader needs (missing seeds, runs not counted
 configs).
 
 Conventions, stated under every table: mean over the group's counted seeds; std is the sample
-standard deviation (ddof = 1; "–" for n = 1); n is the number of seeds behind the entry.
+standard deviation (ddof = 1; none for n = 1); n is the number of seeds behind the entry.
 OpenOOD's ``eval_ood.py`` prints the population std (ddof = 0), which is √((n−1)/n) times this
 one (0.82× for n = 3).
 """
@@ -16,12 +16,12 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 import pandas as pd
 
-from calibexp.config import NON_SEMANTIC, ExperimentConfig
+from calibexp.config import NO_META, ExperimentConfig, semantic_keys
 from calibexp.errors import CalibexpError
 from calibexp.registry import closest
 from calibexp.reports.columns import METRIC_PREFIX, Column, chosen_columns
 from calibexp.reports.published import Published, published_for
-from calibexp.reports.selection import PARAM, TAG, Selected
+from calibexp.reports.selection import PARAM, RUN_KEY_TAG, Selected, tag_column
 from calibexp.reports.significance import Verdict, verdicts
 from calibexp.reports.spec import ReportSpec, param_key
 
@@ -62,18 +62,17 @@ class Table:
     groups: list[Group]
     runs: pd.DataFrame  # every listed run with its group, seed, and whether it counted (why not)
     notes: list[str]  # about the selection as a whole
-    group_params: list[str]
 
 
 def build_table(selected: Selected, spec: ReportSpec) -> Table:
     runs = selected.runs.copy()
     for name in spec.group_by:
         _require_param(runs, name)
-    forced = runs.get(TAG + "calibexp.forced", pd.Series(None, index=runs.index)).notna()
-    pruned = runs.get(TAG + "calibexp.trial_state", pd.Series(None, index=runs.index)) == "PRUNED"
+    forced = tag_column(runs, "calibexp.forced").notna()
+    pruned = tag_column(runs, "calibexp.trial_state") == "PRUNED"
     results = (runs["status"] == "FINISHED") & ~pruned
     spec, notes = _with_varying_keys(spec, runs[results], selected.cells)
-    group_params = [param_key(k) for k in spec.group_by]
+    group_params = spec.group_params
     runs["group"] = [_group_of(row, group_params) for row in _param_rows(runs, selected.cells)]
     runs["seed"] = pd.to_numeric(runs[PARAM + "seed"], errors="coerce").astype("Int64")
     runs["counted"], runs["why"] = False, ""
@@ -107,7 +106,8 @@ def build_table(selected: Selected, spec: ReportSpec) -> Table:
     for key in expected or {}:  # a sweep's group that has no run at all is a row too
         groups.setdefault(key, Group(key))
     ordered = [groups[k] for k in sorted(groups)]
-    _flag_seeds(ordered, expected, _block_index(spec, group_params))
+    blocks = group_blocks(ordered, spec)
+    _flag_seeds(blocks, expected)
     for group in ordered:
         for _, row in runs[(runs["group"] == group.key) & ~runs["counted"] & ~pruned].iterrows():
             seed = "–" if pd.isna(row["seed"]) else row["seed"]
@@ -115,12 +115,12 @@ def build_table(selected: Selected, spec: ReportSpec) -> Table:
         if spec.published and group.runs:
             group.published = published_for(_params(next(iter(group.runs.values()))))
     for column in columns:
-        _fill(ordered, column, spec, group_params)
+        _fill(blocks, column, spec.alpha)
     if pruned.any():
         notes.append(f"{int(pruned.sum())} pruned trial(s) not counted (runs.csv lists them)")
     notes += [f"{n} {what}(s) left out" for what, n in sorted(selected.left_out.items())]
     runs = runs.sort_values(["group", "seed", "run_id"], na_position="last")
-    return Table(spec, columns, ordered, runs.reset_index(drop=True), notes, group_params)
+    return Table(spec, columns, ordered, runs.reset_index(drop=True), notes)
 
 
 def _require_param(runs: pd.DataFrame, name: str) -> None:
@@ -140,7 +140,7 @@ def _param_rows(
     """Each run's config keys (its params), or, for a sweep's run, those of the cell its run
     key matched: the cell is the config (a run trained before a section existed logged fewer
     params, and a plain run's key leaves the meta section out)."""
-    keys = runs.get(TAG + "calibexp.run_key", pd.Series(None, index=runs.index, dtype=object))
+    keys = tag_column(runs, RUN_KEY_TAG)
     return [
         dict(cells[key]) if cells and key in cells else _params(row)
         for key, (_, row) in zip(keys, runs.iterrows())
@@ -156,12 +156,8 @@ CONFIG_ROOTS = frozenset(f.name for f in fields(ExperimentConfig))
 def _config_keys(params: dict[str, str]) -> dict[str, str]:
     """The semantic config keys of one run, as its run key counts them: no ``NON_SEMANTIC``
     key, no seed, and no ``meta.*`` key of a plain run (``config.run_key``)."""
-    plain = params.get("meta.name", "none") == "none"
-    return {
-        k: v for k, v in params.items()
-        if k.split(".")[0] in CONFIG_ROOTS and k != "seed" and not _non_semantic(k)
-        and not (plain and k.startswith("meta."))
-    }  # fmt: skip
+    config = {k: v for k, v in params.items() if k.split(".")[0] in CONFIG_ROOTS and k != "seed"}
+    return semantic_keys(config, meta_enabled=params.get("meta.name", NO_META) != NO_META)
 
 
 def _group_of(params: dict[str, str], group_params: list[str]) -> tuple[str, ...]:
@@ -175,7 +171,7 @@ def _with_varying_keys(
     ``group_by`` (a table never averages two configs as if they were seeds), where group_by is
     the default; where it was given, such a key is refused in one line."""
     rows = [*_param_rows(results, cells), *(cells or {}).values()]
-    group_params = [param_key(k) for k in spec.group_by]
+    group_params = spec.group_params
     values: dict[tuple[tuple[str, ...], str], set[str]] = {}
     for params in rows:
         group = _group_of(params, group_params)
@@ -214,8 +210,12 @@ def _expected_seeds(
     return expected
 
 
-def _block_index(spec: ReportSpec, group_params: list[str]) -> list[int]:
-    return [group_params.index(param_key(k)) for k in spec.compare_within]
+def group_blocks(groups: list[Group], spec: ReportSpec) -> dict[tuple[str, ...], list[Group]]:
+    """``groups`` by their block (``compare_within`` values), in their order."""
+    blocks: dict[tuple[str, ...], list[Group]] = {}
+    for group in groups:
+        blocks.setdefault(spec.block_of(group.key), []).append(group)
+    return blocks
 
 
 def _params(row: pd.Series) -> dict[str, str]:
@@ -230,35 +230,28 @@ def _bins(counted: pd.DataFrame) -> int:
 
 
 def _flag_seeds(
-    groups: list[Group], expected: dict[tuple[str, ...], set[int]] | None, block: list[int]
+    blocks: dict[tuple[str, ...], list[Group]], expected: dict[tuple[str, ...], set[int]] | None
 ) -> None:
     """A seed is missing where the sweep expected it or, without a sweep, where another group of
     the same block (dataset and model) has it."""
-    every: dict[tuple[str, ...], set[int]] = {}
-    for group in groups:
-        every.setdefault(tuple(group.key[i] for i in block), set()).update(group.runs)
-    for group in groups:
-        wanted = (expected.get(group.key, set()) if expected is not None
-                  else every[tuple(group.key[i] for i in block)])  # fmt: skip
-        missing = sorted(wanted - set(group.runs))
-        if missing:
-            group.flags.insert(
-                0,
-                f"missing seed(s) {', '.join(map(str, missing))}: n = {len(group.runs)} of "
-                f"{len(wanted)}",
-            )
+    for groups in blocks.values():
+        every = set().union(*(g.runs for g in groups))
+        for group in groups:
+            wanted = expected.get(group.key, set()) if expected is not None else every
+            missing = sorted(wanted - set(group.runs))
+            if missing:
+                group.flags.insert(
+                    0,
+                    f"missing seed(s) {', '.join(map(str, missing))}: n = {len(group.runs)} of "
+                    f"{len(wanted)}",
+                )
 
 
-def _non_semantic(key: str) -> bool:
-    return any(key == skip or key.startswith(skip + ".") for skip in NON_SEMANTIC)
-
-
-def _fill(groups: list[Group], column: Column, spec: ReportSpec, group_params: list[str]) -> None:
+def _fill(blocks: dict[tuple[str, ...], list[Group]], column: Column, alpha: float) -> None:
     """Each group's entry of ``column``, and the verdicts within each block of rows."""
-    block_index = _block_index(spec, group_params)
     values: dict[tuple[str, ...], dict[int, float]] = {}
     temperatures: dict[tuple[str, ...], float | None] = {}
-    for group in groups:
+    for group in (g for groups in blocks.values() for g in groups):
         seeds = {}
         for seed, row in group.runs.items():
             value = column.value_of(row)
@@ -268,11 +261,8 @@ def _fill(groups: list[Group], column: Column, spec: ReportSpec, group_params: l
                 group.flags.append(f"seed {seed} logged no {column.key}")
         values[group.key] = seeds
         temperatures[group.key] = _mean_of(group, column.temperature, seeds)
-    blocks: dict[tuple[str, ...], list[Group]] = {}
-    for group in groups:
-        blocks.setdefault(tuple(group.key[i] for i in block_index), []).append(group)
     for members in blocks.values():
-        judged = verdicts({g.key: values[g.key] for g in members}, column.better, spec.alpha)
+        judged = verdicts({g.key: values[g.key] for g in members}, column.better, alpha)
         for group in members:
             seeds = values[group.key]
             data = np.array(list(seeds.values()), dtype=float)
