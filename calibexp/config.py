@@ -49,6 +49,11 @@ LossReduction = Literal["mean", "sum"]
 # references call scheduler.step() at the start of each epoch, which moves each drop one epoch
 # earlier (milestones 150, 250 drop at epochs 149, 249).
 LrStep = Literal["epoch_end", "epoch_start"]
+# torch.compile's mode for train.compile; auto: reduce-overhead (CUDA graphs) on CUDA, default
+# elsewhere (CUDA graphs exist only on CUDA).
+CompileMode = Literal[
+    "auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"
+]
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,22 @@ class TrainConfig:
     lr_step: LrStep = "epoch_end"
     precision: Precision = "auto"
     progress: bool = True  # tqdm bar with loss / accuracy
+    # Speed only (calibexp.execution): none of these changes what a run computes beyond
+    # floating-point rounding, so none is part of the run key.
+    compile: bool = False  # torch.compile the step's forward, loss and evidence sums
+    compile_mode: CompileMode = "auto"
+    # Fail an epoch at its first host-device sync inside the step loop (a new loss's .item(),
+    # a boolean mask): CUDA's sync debug mode, or its CPU stand-in (calibexp.execution.syncs).
+    check_syncs: bool = False
 
     def __post_init__(self) -> None:
+        require(
+            not (self.compile and self.check_syncs),
+            "train.check_syncs",
+            self.check_syncs,
+            "false with train.compile=true (compiling synchronises by design; check the eager "
+            "step, whose syncs are the compiled step's graph breaks)",
+        )
         require(self.epochs >= 1, "train.epochs", self.epochs, "an integer >= 1")
         require(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
         require(
@@ -275,6 +294,13 @@ class ExperimentConfig:
             self.eval.evolution_epochs,
             f"epochs that draw a val diagram ({drawn})",
         )
+        require(
+            not (self.train.compile and self.meta.enabled),
+            "train.compile",
+            self.train.compile,
+            "false with meta.enabled (meta-calibration's step differentiates through a "
+            "gradient, create_graph=True, which torch.compile does not compile)",
+        )
 
 
 COMPONENTS = ("data", "model", "loss", "optim", "schedule")
@@ -285,6 +311,10 @@ NON_SEMANTIC = (
     "data.download",
     "device",
     "train.progress",
+    "train.compile",
+    "train.compile_mode",
+    "train.check_syncs",
+    "optim.fused",
     "eval.batch_size",
     "eval.diagram_every",
     "eval.diagram_budget",
@@ -300,6 +330,10 @@ MACHINE_KEYS = (
     "data.download",
     "device",
     "train.progress",
+    "train.compile",
+    "train.compile_mode",
+    "train.check_syncs",
+    "optim.fused",
     "eval.batch_size",
     "eval.diagram_budget",
     "tracking",

@@ -30,14 +30,24 @@ def sgd(
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
     nesterov: bool = False,
+    fused: bool = False,
 ) -> torch.optim.Optimizer:
-    """SGD with momentum and L2 weight decay (``wd_ce`` = ``ce`` with weight_decay 5e-4)."""
+    """SGD with momentum and L2 weight decay (``wd_ce`` = ``ce`` with weight_decay 5e-4).
+
+    ``fused``: PyTorch's fused kernel, one launch for every parameter's update, instead of its
+    default (the multi-tensor ``foreach`` kernels on CUDA, a loop over parameters on a CPU);
+    the same update up to floating-point rounding."""
     require(lr > 0, "optim.lr", lr, "> 0")
     require(momentum >= 0, "optim.momentum", momentum, ">= 0")
     require(weight_decay >= 0, "optim.weight_decay", weight_decay, ">= 0")
     require(not nesterov or momentum > 0, "optim.nesterov", nesterov, "false when momentum is 0")
     return torch.optim.SGD(
-        params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov
+        params,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        fused=fused or None,  # None: PyTorch picks foreach or the loop
     )
 
 

@@ -13,6 +13,7 @@ from calibexp.config import ExperimentConfig
 from calibexp.data import DATASETS, DataBundle, DeviceLoader
 from calibexp.engine import PlainStep, autocast_for, resolve_device
 from calibexp.errors import CalibexpError
+from calibexp.execution import compiler_for
 from calibexp.losses import LOSSES
 from calibexp.models import BACKBONES
 from calibexp.optim import OPTIMIZERS, SCHEDULES
@@ -112,8 +113,10 @@ def build_step(
         "grad_clip": cfg.train.grad_clip,
         "summed": cfg.train.loss_reduction == "sum" and loss.sums_over_batch,
     }
-    if not cfg.meta.enabled:
-        return PlainStep(model, loss, optimizer, **settings)
+    if not cfg.meta.enabled:  # train.compile with meta is refused when the config is loaded
+        device = next(model.parameters()).device
+        compiler = compiler_for(cfg.train.compile, cfg.train.compile_mode, device)
+        return PlainStep(model, loss, optimizer, compiler=compiler, **settings)
     from calibexp.meta.learners import META_LEARNERS
     from calibexp.meta.step import MetaStep, classifier_head
 

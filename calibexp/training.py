@@ -69,6 +69,7 @@ def fit(
             steps=len(parts.train_loader),
             progress=cfg.train.progress,
             desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+            check_syncs=cfg.train.check_syncs,
         )
         parts.scheduler.step()
         metrics, diagram = {**train, "lr": lr}, None

@@ -15,6 +15,13 @@ def log_pt(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.log_softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
 
 
+def one_hot(targets: torch.Tensor, classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """e_y as rows [B, K] of ``dtype``. ``F.one_hot`` reads the labels' range back to the host
+    on CUDA (a sync in every step); comparing with ``arange`` builds the same rows on the
+    device without it."""
+    return (targets[:, None] == torch.arange(classes, device=targets.device)).to(dtype)
+
+
 def one_minus(log_p: torch.Tensor) -> torch.Tensor:
     """1 − p computed as −expm1(log p): exact near p = 1, where 1 − exp(log p) cancels.
 
@@ -33,5 +40,5 @@ def focal(log_p: torch.Tensor, gamma: float | torch.Tensor) -> torch.Tensor:
 def brier(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """‖p − e_y‖²₂ = Σ_k (p_k − 1[k = y])², a sum over classes, in [0, 2]."""
     probs = F.softmax(logits, dim=1)
-    onehot = F.one_hot(targets, logits.shape[1]).to(probs.dtype)
+    onehot = one_hot(targets, logits.shape[1], probs.dtype)
     return (probs - onehot).pow(2).sum(dim=1)

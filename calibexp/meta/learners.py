@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from calibexp.losses.terms import one_hot
 from calibexp.registry import Registry
 
 META_LEARNERS = Registry("meta-learner")
@@ -51,9 +52,9 @@ def smoothed_cross_entropy_sum(
 ) -> torch.Tensor:
     """The soft-target CE of target (1 − ε_y)e_y + ε_y·s_y, with s_y the row ``spread_y``
     (non-uniform) or uniform 1/K."""
-    one_hot = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
+    target = one_hot(targets, logits.shape[1], logits.dtype)
     away = eps_y / logits.shape[1] if spread_y is None else eps_y * spread_y
-    return soft_cross_entropy_sum(logits, one_hot * (1 - eps_y) + away)
+    return soft_cross_entropy_sum(logits, target * (1 - eps_y) + away)
 
 
 class MetaLearner(nn.Module):
