@@ -69,8 +69,8 @@ def run_baseline(logits: torch.Tensor, targets: torch.Tensor) -> tuple[float, fl
         probs, targets, num_classes=logits.shape[1], n_bins=BINS, norm="l1"
     )
     conf, predicted = probs.max(1)
-    correct = (predicted == targets).double().numpy()
-    smece = relplot.smECE(conf.double().numpy(), correct)
+    correct = (predicted == targets).double().cpu().numpy()
+    smece = relplot.smECE(conf.double().cpu().numpy(), correct)
     return float(ece), float(smece)
 
 

@@ -1,0 +1,586 @@
+"""The GPU speed of calibexp's training, in one script: how long the paper protocol takes here.
+
+    python benchmarks/gpu.py --out results.json        # one GPU, at most ~8 minutes
+    python benchmarks/gpu.py --smoke --out smoke.json  # the same code on a CPU, tiny, seconds
+
+Nothing is downloaded: images are synthetic CIFAR-shaped uint8 tensors held on the device, and
+the end-to-end run reads synthetic files in CIFAR-10's own pickle format. It prints a table and
+writes JSON with:
+
+- the device, driver and torch; the device's bf16 dense peak (``PEAK_BF16_TFLOPS`` by name, or
+  ``--peak-tflops``);
+- for CIFAR ResNet-18, ResNet-50 and WRN-28-10 at batch 128, training images/s through the real
+  step loop (``calibexp.engine.train_one_epoch``: device-resident loader with crop+flip, loss,
+  evidence sums, one read per epoch) under fp32 eager, bf16 eager and bf16 compiled
+  (``train.compile``: CUDA graphs on CUDA, and ``optim.fused``); each is the median of 3 timed
+  short epochs of 61 batches, the last one short (72 images, like CIFAR-10's 45,000), after
+  untimed warm-up epochs (2 when compiled: cudagraph trees record a shape on its second call);
+- the training FLOPs per image counted by ``torch.utils.flop_counter.FlopCounterMode`` (forward
+  and backward of one batch; convolutions and matmuls, 2 FLOPs per multiply-add), the achieved
+  TFLOP/s and their share of the bf16 peak;
+- the input pipeline's share: one epoch of batches alone, against the epoch with the steps;
+- evaluation images/s (bf16 eager, batch 1000) and the projected wall time of 350 epochs of
+  CIFAR-10 (45,000 training and 5,000 val images an epoch) at each backbone's fastest mode, and
+  of the paper grid (9 losses × 3 seeds × 2 datasets of each backbone), against the goal of
+  350 ResNet-18 epochs in ≤ 5 minutes;
+- the metric suite at N = 10^6, K = 10 and N = 10^5, K = 100 on the device, against
+  torchmetrics' ECE on the device + relplot's smECE (numpy on the host, as relplot runs);
+- the step loop checked free of host syncs (``train.check_syncs``: CUDA's sync debug mode) for
+  every registered loss, eager, and for the compiled ResNet-18 step after its warm-up;
+- a real ``mlflow run . -e train`` of a 2-epoch CIFAR-10 ResNet-18 config on the device (tracked)
+  against the same training and test evaluation with no MLflow at all, whole-command wall times;
+- with several GPUs, one compiled ResNet-18 worker per GPU (``CUDA_VISIBLE_DEVICES``), the
+  aggregate images/s against one worker alone.
+
+The exit status is 1 if a sync check failed, so the script can gate a GPU CI job.
+
+``--smoke`` runs every part on the CPU with ResNet-18 only, batch 4, epochs of 3 batches, small
+metric sizes, a small-CNN end-to-end run on 500 synthetic CIFAR images, and the compiled mode
+through Dynamo and AOTAutograd with eager kernels (``backend=aot_eager``; Inductor's code
+generation alone takes ~50 s for ResNet-18's two batch shapes on 2 CPU cores). Its figures are
+not speed figures; it is there so the script is known to work before a GPU is spent on it.
+
+Last measured: never on a GPU: no GPU was lent where this was written (2026-12-07). CPU smoke:
+see the test ``tests/benchmarks/test_gpu_smoke.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+NUM_CLASSES = 10
+CIFAR10_TRAIN, CIFAR10_VAL, EPOCHS = 45_000, 5_000, 350
+GOAL_RESNET18_MIN = 5.0
+GRID_RUNS_PER_BACKBONE = 9 * 3 * 2  # losses x seeds x datasets
+# bf16 dense tensor-core peaks in TFLOP/s, by a part of the name torch reports (first match).
+PEAK_BF16_TFLOPS = (
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.4),  # SXM: "NVIDIA H100 80GB HBM3"
+    ("H200", 989.4),
+    ("GH200", 989.4),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+    ("A10", 125.0),
+    ("RTX 4090", 165.2),
+)
+MODELS = {  # registry name and parameters: the CIFAR variants of the papers' backbones
+    "resnet18": ("resnet18", {"cifar_stem": True}),
+    "resnet50": ("resnet50", {"cifar_stem": True}),
+    "wrn28_10": ("wrn26_10", {"depth": 28, "widen": 10}),
+}
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    precision: str  # train.precision
+    compiled: bool  # train.compile and optim.fused
+
+
+MODES = (Mode("fp32 eager", "fp32", False), Mode("bf16 eager", "bf16", False))
+COMPILED = Mode("bf16 compiled", "bf16", True)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    batch: int
+    full_batches: int  # per short epoch, plus one short batch of `last`
+    last: int
+    warmup: int
+    timed: int
+    eval_images: int
+    metric_cases: tuple[tuple[int, int], ...]
+    models: tuple[str, ...]
+    compile_backend: str
+
+
+GPU_SIZES = Sizes(128, 60, 72, 1, 3, 10_000, ((10**6, 10), (10**5, 100)), tuple(MODELS), "inductor")
+SMOKE_SIZES = Sizes(4, 2, 2, 1, 1, 16, ((2_000, 10), (500, 100)), ("resnet18",), "aot_eager")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def describe(device: torch.device) -> dict[str, Any]:
+    from calibexp.engine import describe_device
+
+    info = {
+        "device": describe_device(device),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "driver": None,
+        "cudnn_tf32": torch.backends.cudnn.allow_tf32,  # fp32 convolutions in TF32 (default)
+    }
+    if device.type == "cuda":
+        try:  # torch has no driver-version API (_cuda_getDriverVersion is the CUDA API level)
+            query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
+            info["driver"] = subprocess.run(
+                query, capture_output=True, text=True, timeout=30
+            ).stdout.split("\n")[0]
+        except (OSError, subprocess.SubprocessError):
+            info["driver"] = "unknown (no nvidia-smi)"
+    return info
+
+
+def peak_tflops(name: str, given: float | None) -> float | None:
+    if given is not None:
+        return given
+    return next((peak for part, peak in PEAK_BF16_TFLOPS if part in name), None)
+
+
+# ----------------------------------------------------------------------------- training speed
+
+
+def synthetic_loader(n: int, batch: int, device: torch.device, seed: int = 0):
+    from calibexp.data.augment import crop_and_flip
+    from calibexp.data.bundle import Split
+    from calibexp.data.cifar import CIFAR10_MEAN, CIFAR10_STD
+    from calibexp.data.loader import DeviceLoader
+
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    labels = torch.randint(0, NUM_CLASSES, (n,), generator=gen)
+    split = Split(images.to(device), labels.to(device))
+    return DeviceLoader(split, batch, device, CIFAR10_MEAN, CIFAR10_STD, crop_and_flip(4))
+
+
+def build_model(key: str, device: torch.device) -> torch.nn.Module:
+    from calibexp.models import BACKBONES
+
+    name, params = MODELS[key]
+    model = BACKBONES.build(name, NUM_CLASSES, 3, **params)
+    if device.type == "cuda":  # as calibexp.parts.build_model does
+        model = model.to(memory_format=torch.channels_last)
+    return model.to(device)
+
+
+def build_step(model, mode: Mode, device: torch.device, backend: str, loss: str = "ce"):
+    from calibexp.engine import PlainStep, autocast_for
+    from calibexp.execution import compiler_for
+    from calibexp.losses import LOSSES
+
+    precision = mode.precision if device.type == "cuda" else "auto"  # no bf16 autocast on CPU
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, fused=mode.compiled or None
+    )
+    return PlainStep(
+        model,
+        LOSSES.build(loss).to(device),
+        optimizer,
+        autocast=autocast_for(device, precision),
+        grad_clip=None,
+        summed=False,
+        compiler=compiler_for(mode.compiled, "auto", device, backend),
+    )
+
+
+def timed_epoch(step, loader, device: torch.device, epoch: int, check_syncs=False) -> float:
+    from calibexp.engine import train_one_epoch
+    from calibexp.seeding import epoch_generator
+
+    synchronize(device)
+    start = time.perf_counter()
+    train_one_epoch(
+        step,
+        loader.batches(epoch_generator(0, epoch, device)),
+        steps=len(loader),
+        progress=False,
+        desc="bench",
+        check_syncs=check_syncs,
+    )
+    synchronize(device)  # the epoch's read already waited; this is for the CPU-side clock
+    return time.perf_counter() - start
+
+
+def input_seconds(loader, device: torch.device) -> float:
+    """One epoch of batches with nothing done to them: shuffle, gather, crop+flip, normalise."""
+    from calibexp.seeding import epoch_generator
+
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in loader.batches(epoch_generator(0, 99, device)):
+        pass
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def training_flops_per_image(key: str, device: torch.device, batch: int) -> tuple[float, float]:
+    """(training, forward) FLOPs per 32x32 image: one eager fp32 batch through FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(key, device).train()
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, NUM_CLASSES, (batch,), device=device)
+    with FlopCounterMode(display=False) as forward_only:
+        with torch.no_grad():
+            model(x)
+    with FlopCounterMode(display=False) as training:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    return training.get_total_flops() / batch, forward_only.get_total_flops() / batch
+
+
+def measure_training(key: str, mode: Mode, device: torch.device, sizes: Sizes) -> dict[str, Any]:
+    n = sizes.batch * sizes.full_batches + sizes.last
+    loader = synthetic_loader(n, sizes.batch, device)
+    step = build_step(build_model(key, device), mode, device, sizes.compile_backend)
+    warmups = sizes.warmup + (1 if mode.compiled else 0)
+    started = time.perf_counter()
+    first = [timed_epoch(step, loader, device, e) for e in range(warmups)]
+    compile_s = time.perf_counter() - started if mode.compiled else None
+    times = [timed_epoch(step, loader, device, warmups + e) for e in range(sizes.timed)]
+    epoch_s = statistics.median(times)
+    result = {
+        "model": key,
+        "mode": mode.name,
+        "images_per_s": n / epoch_s,
+        "step_ms": 1000 * epoch_s / len(loader),
+        "warmup_s": sum(first),
+        "compile_s": compile_s,
+        "input_share": statistics.median(input_seconds(loader, device) for _ in range(3)) / epoch_s,
+    }
+    if mode.compiled and device.type == "cuda":  # the compiled step, after its recording
+        result["sync_free"] = sync_verdict(
+            lambda: timed_epoch(step, loader, device, 50, check_syncs=True)
+        )
+    return result
+
+
+def sync_verdict(epoch) -> str:
+    from calibexp.execution import HostSyncError
+
+    try:
+        epoch()
+    except HostSyncError as err:
+        return f"SYNC: {err}"
+    return "ok"
+
+
+def check_losses(device: torch.device, sizes: Sizes) -> dict[str, str]:
+    """One checked short epoch of eager ResNet-18 under every registered loss."""
+    from calibexp.losses import LOSSES
+
+    loader = synthetic_loader(sizes.batch * 4 + sizes.last, sizes.batch, device)
+    verdicts = {}
+    for name in LOSSES.names():
+        step = build_step(build_model("resnet18", device), MODES[1], device, "inductor", name)
+        timed_epoch(step, loader, device, 0)  # cuDNN's autotuning syncs on first use
+        verdicts[name] = sync_verdict(partial(timed_epoch, step, loader, device, 1, True))
+    return verdicts
+
+
+def eval_images_per_s(key: str, device: torch.device, sizes: Sizes) -> float:
+    from calibexp.engine import autocast_for, predict
+
+    loader = synthetic_loader(sizes.eval_images, 1000, device)
+    model = build_model(key, device)
+    autocast = autocast_for(device, "auto")
+    predict(model, loader, autocast)  # warm-up (cuDNN autotuning)
+    times = []
+    for _ in range(3):
+        synchronize(device)
+        start = time.perf_counter()
+        predict(model, loader, autocast)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return sizes.eval_images / statistics.median(times)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def metric_suite_vs_libraries(device: torch.device, cases, repeats: int = 5) -> list[dict]:
+    from benchmarks.metrics import BINS, roughly_calibrated_data, run_baseline, run_suite
+
+    rows = []
+    for n, k in cases:
+        logits, targets = (t.to(device) for t in roughly_calibrated_data(n, k))
+        run_suite(logits, targets), run_baseline(logits, targets)  # warm-up
+        suite, baseline = [], []
+        for _ in range(repeats):  # both end in a host read: each time is complete
+            for fn, times in ((run_suite, suite), (run_baseline, baseline)):
+                start = time.perf_counter()
+                fn(logits, targets)
+                times.append(time.perf_counter() - start)
+        rows.append(
+            {
+                "n": n,
+                "k": k,
+                "bins": BINS,
+                "suite_s": statistics.median(suite),
+                "baseline_s": statistics.median(baseline),
+            }
+        )
+    return rows
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def end_to_end(device: torch.device, smoke: bool) -> dict[str, Any]:
+    """``mlflow run . -e train`` of a 2-epoch CIFAR-10 config on synthetic files in the real
+    format, against ``--untracked`` (the same training and test evaluation, no MLflow)."""
+    with tempfile.TemporaryDirectory(prefix="calibexp-gpu-") as folder:
+        return _end_to_end_in(Path(folder), device, smoke)
+
+
+def _end_to_end_in(work: Path, device: torch.device, smoke: bool) -> dict[str, Any]:
+    from tests.support import mlflow_run
+    from tests.support.fake_datasets import write_cifar10
+
+    per_batch, test, val = (100, 100, 100) if smoke else (10_000, 10_000, CIFAR10_VAL)
+    write_cifar10(work / "data", per_batch=per_batch, test=test)
+    model = "small_cnn" if smoke else "resnet18"
+    config = " ".join(
+        str(ROOT / "configs/_base_" / part)
+        for part in (
+            "datasets/cifar10.yaml",
+            "schedules/cifar_350e.yaml",
+            f"models/{model}.yaml",
+            "losses/ce.yaml",
+        )
+    )
+    overrides = [
+        f"data.root={work / 'data'}",
+        f"data.val_size={val}",
+        "train.epochs=2",
+        "train.progress=false",
+        f"device={device.type}",
+        "tracking.experiment=gpu-benchmark",
+    ]
+    uri = f"sqlite:///{work}/mlflow.db"
+    start = time.perf_counter()
+    tracked = mlflow_run(uri, "-P", f"config={config}", "-P", f"overrides={' '.join(overrides)}")
+    tracked_s = time.perf_counter() - start
+    start = time.perf_counter()
+    untracked = subprocess.run(
+        [sys.executable, __file__, "--untracked", config, *overrides],
+        capture_output=True,
+        text=True,
+        cwd=work,
+    )
+    untracked_s = time.perf_counter() - start
+    for name, done in (("mlflow run", tracked), ("untracked run", untracked)):
+        if done.returncode != 0:
+            raise RuntimeError(f"{name} failed: {(done.stderr or done.stdout)[-2000:]}")
+    return {
+        "config": config,
+        "overrides": overrides,
+        "tracked_s": tracked_s,
+        "untracked_s": untracked_s,
+        "ratio": tracked_s / untracked_s,
+    }
+
+
+def untracked_run(config: str, overrides: list[str]) -> None:
+    """What ``-e train`` computes, without MLflow: fit, then the test split's metric suite."""
+    from calibexp.config import load_config
+    from calibexp.engine import predict
+    from calibexp.metrics import metric_suite
+    from calibexp.parts import build_parts
+    from calibexp.tracking.recorder import NoRecorder
+    from calibexp.training import BestSoFar, fit
+
+    cfg = load_config(config, overrides)
+    parts = build_parts(cfg)
+    fit(parts, NoRecorder(), 0, BestSoFar(cfg.eval.best_mode))
+    print(metric_suite(*predict(parts.model, parts.test_loader, parts.autocast)))
+
+
+# ----------------------------------------------------------------------------- several GPUs
+
+
+def throughput_worker(sizes: Sizes) -> None:
+    device = torch.device("cuda")
+    torch.backends.cudnn.benchmark = True
+    print(json.dumps(measure_training("resnet18", COMPILED, device, sizes)), flush=True)
+
+
+def several_gpus(count: int) -> dict[str, Any]:
+    """One compiled ResNet-18 worker per GPU, all at once, against GPU 0's alone."""
+
+    def launch(gpus: list[int]) -> list[float]:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--throughput-worker"],
+                env={**os.environ, "CUDA_VISIBLE_DEVICES": str(gpu)},
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for gpu in gpus
+        ]
+        outs = [p.communicate()[0] for p in procs]
+        return [json.loads(out.strip().splitlines()[-1])["images_per_s"] for out in outs]
+
+    alone = launch([0])[0]
+    together = launch(list(range(count)))
+    return {
+        "gpus": count,
+        "one_worker_images_per_s": alone,
+        "all_workers_images_per_s": sum(together),
+        "scaling": sum(together) / alone,
+    }
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def projections(results: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key in {r["model"] for r in results["training"] if "images_per_s" in r}:
+        rows = [r for r in results["training"] if r["model"] == key and "images_per_s" in r]
+        best = max(rows, key=lambda r: r["images_per_s"])
+        eval_ips = results["eval_images_per_s"].get(key)
+        epoch_s = CIFAR10_TRAIN / best["images_per_s"] + (CIFAR10_VAL / eval_ips if eval_ips else 0)
+        out[key] = {
+            "mode": best["mode"],
+            "minutes_350_epochs": EPOCHS * epoch_s / 60,
+            "grid_gpu_hours": GRID_RUNS_PER_BACKBONE * EPOCHS * epoch_s / 3600,
+        }
+    return out
+
+
+def print_report(results: dict[str, Any]) -> None:
+    info, peak = results["info"], results["peak_bf16_tflops"]
+    smoke = "  (SMOKE: not speed figures)" if results["smoke"] else ""
+    print(
+        f"\n{info['device']}  driver {info['driver']}  torch {info['torch']}  CUDA {info['cuda']}"
+        f"  bf16 peak {peak if peak else 'unknown'} TFLOP/s{smoke}"
+    )
+    header = ("model", "mode", "img/s", "step ms", "TFLOP/s", "peak", "input")
+    print("\n{:<10} {:<14} {:>9} {:>8} {:>8} {:>6} {:>6}  compile / sync check".format(*header))
+    for r in results["training"]:
+        if "error" in r:
+            print(f"{r['model']:<10} {r['mode']:<14} ERROR {r['error']}")
+            continue
+        share = f"{r['peak_share']:.1%}" if r.get("peak_share") is not None else "-"
+        extra = f"{r['compile_s']:.0f} s" if r["compile_s"] is not None else ""
+        extra += f"  {r['sync_free']}" if "sync_free" in r else ""
+        print(
+            f"{r['model']:<10} {r['mode']:<14} {r['images_per_s']:>9,.0f} {r['step_ms']:>8.2f} "
+            f"{r['tflops']:>8.1f} {share:>6} {r['input_share']:>6.1%}  {extra}"
+        )
+    print("\nprojected on CIFAR-10 (45k train + 5k val per epoch), fastest mode:")
+    for key, p in sorted(results["projection"].items()):
+        print(
+            f"  {key:<10} {p['mode']:<14} 350 epochs {p['minutes_350_epochs']:6.1f} min; "
+            f"paper grid ({GRID_RUNS_PER_BACKBONE} runs) {p['grid_gpu_hours']:6.1f} GPU-hours"
+        )
+    if "resnet18" in results["projection"]:
+        minutes = results["projection"]["resnet18"]["minutes_350_epochs"]
+        verdict = "meets" if minutes <= GOAL_RESNET18_MIN else "misses"
+        goal = f"350 ResNet-18 epochs in <= {GOAL_RESNET18_MIN:.0f} min"
+        print(f"  goal: {goal}: {verdict} ({minutes:.1f} min)")
+    print("\nmetric suite on the device vs torchmetrics ECE + relplot smECE:")
+    for m in results["metrics"]:
+        ratio = m["suite_s"] / m["baseline_s"]
+        print(
+            f"  N={m['n']:>8,} K={m['k']:>3}  suite {1000 * m['suite_s']:8.1f} ms   "
+            f"libraries {1000 * m['baseline_s']:8.1f} ms   ratio {ratio:.2f}"
+        )
+    print("\nstep loop free of host syncs (eager, every loss):")
+    for name, verdict in results["syncs"].items():
+        print(f"  {name:<16} {verdict}")
+    e2e = results.get("end_to_end", {})
+    if "ratio" in e2e:
+        print(
+            f"\nmlflow run, 2 CIFAR-10 epochs: {e2e['tracked_s']:.1f} s tracked vs "
+            f"{e2e['untracked_s']:.1f} s untracked: {e2e['ratio']:.3f}"
+        )
+    elif e2e:
+        print(f"\nend-to-end run: ERROR {e2e.get('error')}")
+    if results.get("several_gpus"):
+        s = results["several_gpus"]
+        print(f"\n{s['gpus']} GPUs, one worker each: {s['scaling']:.2f}x one worker's images/s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny sizes: does it run?")
+    parser.add_argument("--peak-tflops", type=float, help="the device's bf16 dense peak")
+    parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--untracked", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--throughput-worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.untracked:
+        untracked_run(args.untracked[0], args.untracked[1:])
+        return 0
+    if args.throughput_worker:
+        throughput_worker(GPU_SIZES)
+        return 0
+    device = torch.device("cpu") if args.smoke else torch.device("cuda")
+    if not args.smoke and not torch.cuda.is_available():
+        print("gpu.py: no CUDA device here; run with --smoke to check the script on a CPU")
+        return 2
+    sizes = SMOKE_SIZES if args.smoke else GPU_SIZES
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    info = describe(device)
+    results: dict[str, Any] = {
+        "info": info,
+        "smoke": args.smoke,
+        "peak_bf16_tflops": peak_tflops(info["device"], args.peak_tflops),
+        "sizes": sizes.__dict__,
+        "training": [],
+        "eval_images_per_s": {},
+    }
+    for key in sizes.models:
+        flops, forward = training_flops_per_image(key, device, sizes.batch)
+        for mode in (*MODES, COMPILED):
+            try:
+                row = measure_training(key, mode, device, sizes)
+            except Exception as err:  # noqa: BLE001 - one failed mode must not cost the rest
+                row = {"model": key, "mode": mode.name, "error": f"{type(err).__name__}: {err}"}
+                traceback.print_exc()
+            row.update({"train_flops_per_image": flops, "forward_flops_per_image": forward})
+            if "images_per_s" in row:
+                row["tflops"] = flops * row["images_per_s"] / 1e12
+                peak = results["peak_bf16_tflops"]
+                row["peak_share"] = row["tflops"] / peak if peak else None
+            results["training"].append(row)
+            print(json.dumps(row), flush=True)
+        results["eval_images_per_s"][key] = eval_images_per_s(key, device, sizes)
+    results["projection"] = projections(results)
+    results["metrics"] = metric_suite_vs_libraries(device, sizes.metric_cases)
+    results["syncs"] = check_losses(device, sizes)
+    if not args.skip_end_to_end:
+        try:
+            results["end_to_end"] = end_to_end(device, args.smoke)
+        except Exception as err:  # noqa: BLE001 - reported, the rest still written
+            results["end_to_end"] = {"error": f"{type(err).__name__}: {err}"}
+    if device.type == "cuda" and torch.cuda.device_count() > 1:
+        results["several_gpus"] = several_gpus(torch.cuda.device_count())
+    print_report(results)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+        print(f"\nwritten: {args.out}")
+    synced = [v for r in results["training"] for v in [r.get("sync_free", "ok")] if v != "ok"]
+    synced += [v for v in results["syncs"].values() if v != "ok"]
+    return 1 if synced else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
