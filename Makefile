@@ -6,7 +6,7 @@ PYTHON ?= python3
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: install demo test test-fast lint ui bench screenshots clean
+.PHONY: install demo test test-fast lint ui bench bench-gpu screenshots clean
 
 install: $(VENV)/.installed
 
@@ -32,8 +32,12 @@ lint: install  ## ruff: the lint rules and the formatting, as CI checks them
 ui: install  ## the MLflow UI on the same store: http://127.0.0.1:5000
 	mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
-bench: install  ## every benchmarks/ script, one after the other (about 20 minutes on 2 CPU cores)
-	set -e; for script in benchmarks/*.py; do echo "== $$script"; python $$script; done
+bench: install  ## every CPU benchmark script, one after the other (about 20 minutes on 2 CPU cores)
+	set -e; for script in $(filter-out benchmarks/gpu.py,$(wildcard benchmarks/*.py)); do \
+		echo "== $$script"; python $$script; done
+
+bench-gpu: install  ## the GPU benchmark (one GPU, at most ~8 minutes): gpu-results.json
+	python benchmarks/gpu.py --out gpu-results.json
 
 # Needs Debian's Chromium first (apt-get install chromium: /usr/bin/chromium); Playwright drives
 # it, it downloads no browser. Trains the demo losses and the smoke study into a temporary store.

@@ -107,7 +107,7 @@ def prefixed(split: str, metrics: dict[str, float]) -> dict[str, float]:
 def print_epoch(epoch: int, epochs: int, metrics: dict[str, float], seconds: float) -> None:
     shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "lr")
     print(
-        f"epoch {epoch + 1}/{epochs}  {shown}  lr {metrics['lr']:.3g}  ({seconds:.1f} s)",
+        f"epoch {epoch + 1}/{epochs}  {shown}  lr {metrics['lr']:.3g}  ({seconds:.2f} s)",
         flush=True,
     )
 

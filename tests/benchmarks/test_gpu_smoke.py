@@ -68,4 +68,6 @@ def test_gpu_benchmark_smoke_runs_every_part_on_cpu(tmp_path, tracking_store):
     assert results["syncs"] == {name: "ok" for name in LOSSES.names()}
     e2e = results["end_to_end"]
     assert e2e["ratio"] == pytest.approx(e2e["tracked_s"] / e2e["untracked_s"])
+    last = e2e["tracked_last_epoch_s"] / e2e["untracked_last_epoch_s"]
+    assert e2e["epoch_ratio"] == pytest.approx(last) and last > 0
     assert "350 epochs" in done.stdout and "goal: 350 ResNet-18 epochs" in done.stdout

@@ -9,6 +9,7 @@ import copy
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from torch._dynamo.utils import counters
 
 from calibexp.config import load_config, run_key
 from calibexp.engine import PlainStep, train_one_epoch
@@ -65,9 +66,13 @@ def test_fused_sgd_is_the_same_update():
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
-def test_compiled_step_equals_eager_and_the_short_last_batch_gets_its_own_graph():
-    """Dynamo's capture and AOTAutograd's backward (``aot_eager``: the same graphs Inductor
-    would generate code for, run by eager kernels) on full batches and a short last one."""
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_every_loss_compiles_whole_and_steps_as_eager(name):
+    """Dynamo's capture and AOTAutograd's backward (``aot_eager``: the graphs Inductor would
+    generate code for, run by eager kernels) on two full batches and a short last one: each of
+    forward+loss and the batch sums is one graph per batch size (four, no graph break, so
+    nothing falls back to eager between kernels), and the epoch's numbers and the weights are
+    the eager step's."""
     torch._dynamo.reset()
     torch.manual_seed(0)
     model = torch.nn.Sequential(
@@ -77,40 +82,37 @@ def test_compiled_step_equals_eager_and_the_short_last_batch_gets_its_own_graph(
         torch.nn.Linear(144, 3),
     )
     twin = copy.deepcopy(model)
-    loss = LOSSES.build("safcl")  # evidence with several keys, a gate
-    steps = {}
-    for name, net, compiler in (
-        (("eager", twin, eager)),
-        ("compiled", model, Compiler("default", "aot_eager")),
-    ):
-        steps[name] = PlainStep(
+    steps = {
+        label: PlainStep(
             net,
-            loss,
+            LOSSES.build(name),
             torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9),
             autocast=contextlib.nullcontext(),
             grad_clip=2.0,
             summed=True,
             compiler=compiler,
         )
+        for label, net, compiler in (
+            ("eager", twin, eager),
+            ("compiled", model, Compiler("default", "aot_eager")),
+        )
+    }
     gen = torch.Generator().manual_seed(1)
     batches = [
         (torch.randn(n, 1, 8, 8, generator=gen), torch.randint(0, 3, (n,), generator=gen))
         for n in (16, 16, 5)
     ]
-    from torch._dynamo.utils import counters
-
     counters.clear()
     results = {
-        name: train_one_epoch(step, iter(batches), steps=3, progress=False, desc="t")
-        for name, step in steps.items()
+        label: train_one_epoch(step, iter(batches), steps=3, progress=False, desc="t")
+        for label, step in steps.items()
     }
+    assert counters["stats"]["unique_graphs"] == 4 and not counters["graph_break"]
     assert results["compiled"].keys() == results["eager"].keys()
     for key in results["eager"]:
         assert results["compiled"][key] == pytest.approx(results["eager"][key], rel=1e-5, abs=1e-7)
     for a, b in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    # forward+loss and the batch sums, each for 16 and for 5: four graphs, no graph break
-    assert counters["stats"]["unique_graphs"] == 4 and not counters["graph_break"]
 
 
 @pytest.mark.slow

@@ -29,6 +29,7 @@ def shown_bar(monkeypatch) -> io.StringIO:
     """The epoch's progress bar drawn (into a buffer) even though tests have no terminal, so
     its readout runs inside the checked loop."""
     drawn = io.StringIO()
+    monkeypatch.setattr(tqdm, "monitor_interval", 0)  # no monitor thread left behind
 
     def bar(*args, **kwargs):
         return tqdm(*args, **{**kwargs, "disable": False, "file": drawn, "mininterval": 0})

@@ -6,6 +6,8 @@ in worker processes gives the same PNG bytes as drawing here."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from matplotlib.colors import to_rgba
 from calibexp.plots import ReliabilityData
 from calibexp.plots.comparison import band, plot_bands, plot_reliability_matrix
 from calibexp.reports.figures import Drawing, _png
+from tests.support import ROOT
 
 
 def test_band_is_mean_and_sample_std_per_epoch():
@@ -85,6 +88,21 @@ def test_matrix_panels_draw_the_logged_bins():
 
 
 def test_drawing_in_processes_gives_the_bytes_drawn_here():
+    """In a fresh interpreter: Drawing forks its workers only while the process has one thread,
+    and a test process that compiled a model or drew a progress bar has more (Inductor's
+    compile pool, tqdm's monitor), so here it would rightly draw in-process."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {__name__} as t; t.draw_both_ways()"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "forked and in-process drawings equal"
+
+
+def draw_both_ways() -> None:
     one = data([3, 10, 40], [0.1, 0.2, 0.9], [1 / 6, 0.5, 0.8])
     job = (plot_reliability_matrix, ([("ce", [(one, "epoch 0")])], "t"))
     bands = (plot_bands, ({"": {"ce": {"val/nll": [[(0, 1.0), (1, 0.5)]]}}}, ["val/nll"], "t"))
@@ -95,3 +113,4 @@ def test_drawing_in_processes_gives_the_bytes_drawn_here():
         drawn = drawing.pngs()
     assert drawn == {"a.png": _png(*job), "b.png": _png(*bands)}
     assert drawn["a.png"][:8] == b"\x89PNG\r\n\x1a\n"
+    print("forked and in-process drawings equal")

@@ -92,3 +92,16 @@ def test_deterministic_switch_is_set_either_way(deterministic):
         assert torch.backends.cudnn.deterministic is deterministic
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_predict_under_bf16_autocast_returns_float32_logits_close_to_fp32():
+    """Evaluation in bf16 batches (CPU autocast stands in for CUDA's here): the logits come
+    back as float32, within bf16's rounding of the fp32 forward."""
+    parts = parts_for()
+    fp32, _ = predict(parts.model, parts.val_loader, contextlib.nullcontext())
+    bf16, targets = predict(
+        parts.model, parts.val_loader, torch.autocast("cpu", dtype=torch.bfloat16)
+    )
+    assert bf16.dtype == torch.float32 and torch.equal(targets, parts.data.val.labels)
+    assert not torch.equal(bf16, fp32)  # the forward did run in bf16
+    torch.testing.assert_close(bf16, fp32, rtol=0.05, atol=0.05)
