@@ -24,6 +24,9 @@ from calibexp.plots import reliability_of
 from calibexp.seeding import epoch_generator, rng_state, set_rng_state
 from calibexp.tracking.recorder import EpochRecorder, NoRecorder
 
+# Optimiser param-group settings that say how the update is computed, not what it is.
+EXECUTION_SETTINGS = ("fused", "foreach")
+
 
 @dataclass
 class BestSoFar:
@@ -129,7 +132,14 @@ def training_state(parts: Parts, epoch: int, best: BestSoFar) -> dict[str, Any]:
 def restore(parts: Parts, state: dict[str, Any]) -> tuple[int, BestSoFar]:
     """Load a checkpoint into ``parts``; returns the next epoch and the best-so-far record."""
     parts.model.load_state_dict(state["model"])
+    # How this machine runs the update (optim.fused, torch's foreach choice), not the dead
+    # worker's: load_state_dict would bring back the param groups' saved settings.
+    execution = [
+        {k: g[k] for k in EXECUTION_SETTINGS if k in g} for g in parts.optimizer.param_groups
+    ]
     parts.optimizer.load_state_dict(state["optimizer"])
+    for group, settings in zip(parts.optimizer.param_groups, execution):
+        group.update(settings)
     parts.scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     parts.step.load_state_dict(state.get("step", {}))

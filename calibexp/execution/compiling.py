@@ -37,7 +37,10 @@ class Compiler:
 
     @property
     def cuda_graphs(self) -> bool:
-        return self.mode == "reduce-overhead"
+        """Whether the mode records CUDA graphs (``reduce-overhead`` and ``max-autotune``)."""
+        if self.mode is None or self.backend != "inductor":
+            return False
+        return bool(torch._inductor.list_mode_options(self.mode).get("triton.cudagraphs"))
 
     def __call__(self, fn: F) -> F:
         if self.mode is None:
@@ -67,4 +70,9 @@ def compiler_for(
         return eager
     if mode == "auto":
         mode = "reduce-overhead" if device.type == "cuda" else "default"
+    # A fresh start for each run: the compiled code is keyed by the step's methods, shared by
+    # every run of the process (a study's trials, a sweep worker's configs), and each loss or
+    # hyper-parameter value would add its graphs until Dynamo's limit turned the step eager;
+    # this also frees the previous run's CUDA graph memory.
+    torch.compiler.reset()
     return Compiler(mode, backend)

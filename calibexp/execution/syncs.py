@@ -9,13 +9,17 @@ On CUDA the check is PyTorch's own: ``torch.cuda.set_sync_debug_mode("error")`` 
 synchronising call. Elsewhere there is no device to wait for, so a stand-in watches the
 operators that synchronise on CUDA (``HOST_READS`` below, seen through a
 ``TorchDispatchMode``) and the two tensor methods that read memory without an operator
-(``tolist``, ``numpy``): the same step loop fails on a CPU where it would sync on a GPU, which
-is what lets a test suite without a GPU hold every loss to it.
+(``tolist``, ``numpy``), which is what lets a test suite without a GPU hold every loss to the
+rule. It is a stand-in, wrong in both directions at the edges: it refuses what only a CPU
+kernel reads back (``F.one_hot``'s range check, which CUDA leaves to device asserts), and it
+cannot see a host-to-device copy other than a tensor made from host data (a ``.to(device)`` is
+no copy on a CPU). CUDA's own check is the one ``benchmarks/gpu.py`` runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +41,10 @@ HOST_READS = {
     "aten.unique_consecutive": "torch.unique_consecutive",
     "aten.bincount": "torch.bincount (its output size is the input's max)",
     "aten.equal": "torch.equal",
+    # torch.tensor(x) / torch.as_tensor(x) of host data: on CUDA, with device=, a blocking
+    # host-to-device copy
+    "aten.lift_fresh": "a tensor made from host data (torch.tensor, torch.as_tensor)",
+    "aten.lift_fresh_copy": "a tensor made from host data (torch.tensor, torch.as_tensor)",
 }
 BOOLEAN_INDEXED = ("aten.index", "aten.index_put", "aten.index_put_", "aten._index_put_impl_")
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -105,9 +113,12 @@ def _has_mask_index(args: tuple[Any, ...]) -> bool:
 @contextlib.contextmanager
 def _watched_host_reads() -> Iterator[None]:
     originals = {name: getattr(torch.Tensor, name) for name in ("tolist", "numpy")}
+    loop = threading.get_ident()  # the dispatch mode is per thread; these methods are not
 
     def refuse(name: str):
         def read(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() != loop:  # the tracking thread, say: not the step loop
+                return originals[name](tensor, *args, **kwargs)
             raise HostSyncError(_message(f"Tensor.{name}()", None))
 
         return read

@@ -33,7 +33,9 @@ class Focal(CalibrationLoss):
         return {
             "p_t": log_p.exp(),
             "focal": terms.focal(log_p, gamma),
-            "gamma": torch.as_tensor(gamma, dtype=log_p.dtype, device=log_p.device),
+            # a float γ filled on the device: a tensor made from the host value would be a
+            # blocking host-to-device copy every step on CUDA
+            "gamma": gamma if isinstance(gamma, torch.Tensor) else log_p.new_full((), gamma),
         }
 
 

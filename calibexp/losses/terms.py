@@ -16,9 +16,10 @@ def log_pt(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def one_hot(targets: torch.Tensor, classes: int, dtype: torch.dtype) -> torch.Tensor:
-    """e_y as rows [B, K] of ``dtype``. ``F.one_hot`` reads the labels' range back to the host
-    on CUDA (a sync in every step); comparing with ``arange`` builds the same rows on the
-    device without it."""
+    """e_y as rows [B, K] of ``dtype``, by comparison with ``arange``: no range check, so no
+    read of the labels back to the host on any device (``F.one_hot`` reads their min and max on
+    a CPU, which the CPU stand-in of ``train.check_syncs`` refuses; on CUDA it relies on
+    device asserts)."""
     return (targets[:, None] == torch.arange(classes, device=targets.device)).to(dtype)
 
 

@@ -15,10 +15,12 @@ from calibexp.config import load_config, run_key
 from calibexp.engine import PlainStep, train_one_epoch
 from calibexp.errors import CalibexpError
 from calibexp.execution import Compiler, compiler_for, eager
+from calibexp.execution.compiling import RECOMPILE_LIMIT
 from calibexp.losses import LOSSES
 from calibexp.parts import build_parts
 from calibexp.run import run_experiment
 from calibexp.tracking.registry import KEY_TAG
+from calibexp.training import BestSoFar, restore, training_state
 from tests.support import FAST, ROOT
 
 
@@ -28,6 +30,10 @@ def test_auto_mode_is_cuda_graphs_on_cuda_and_default_elsewhere():
     assert compiler_for(True, "auto", torch.device("cuda")).cuda_graphs
     assert compiler_for(True, "auto", torch.device("cpu")) == Compiler("default")
     assert compiler_for(True, "max-autotune", torch.device("cpu")).mode == "max-autotune"
+    # max-autotune records CUDA graphs too, so its steps are marked as reduce-overhead's are
+    assert compiler_for(True, "max-autotune", torch.device("cuda")).cuda_graphs
+    assert not compiler_for(True, "max-autotune-no-cudagraphs", torch.device("cuda")).cuda_graphs
+    assert not Compiler("reduce-overhead", "aot_eager").cuda_graphs
     assert eager(len) is len  # eager compiles nothing
 
 
@@ -113,6 +119,38 @@ def test_every_loss_compiles_whole_and_steps_as_eager(name):
         assert results["compiled"][key] == pytest.approx(results["eager"][key], rel=1e-5, abs=1e-7)
     for a, b in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_each_run_compiles_afresh_so_many_runs_in_one_process_stay_compiled():
+    """A study's trials run in one process, each with its own hyper-parameters; the compiled
+    step of each is specialised on them. Without a fresh start per run, Dynamo's cache limit
+    would be reached after a few trials and the step would quietly run eager."""
+    runs = RECOMPILE_LIMIT + 2
+    counters.clear()
+    for trial in range(runs):
+        model = torch.nn.Linear(4, 3)
+        step = PlainStep(
+            model,
+            LOSSES.build("focal", gamma=1.0 + trial / 10),
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            autocast=contextlib.nullcontext(),
+            grad_clip=None,
+            summed=False,
+            compiler=compiler_for(True, "default", torch.device("cpu"), backend="aot_eager"),
+        )
+        batch = [(torch.randn(8, 4), torch.randint(0, 3, (8,)))]
+        train_one_epoch(step, iter(batch), steps=1, progress=False, desc="t")
+    assert counters["stats"]["unique_graphs"] == 2 * runs  # forward+loss and sums, every run
+
+
+def test_a_resumed_run_updates_as_this_machine_says_not_as_the_checkpoint_did():
+    fused = build_parts(load_config(ROOT / "configs/demo.yaml", [*FAST, "optim.fused=true"]))
+    state = training_state(fused, 0, BestSoFar("min"))
+    assert state["optimizer"]["param_groups"][0]["fused"] is True
+    here = build_parts(load_config(ROOT / "configs/demo.yaml", FAST))
+    restore(here, state)
+    assert here.optimizer.param_groups[0]["fused"] is None  # torch's default, as configured
+    assert here.optimizer.param_groups[0]["lr"] == fused.optimizer.param_groups[0]["lr"]
 
 
 @pytest.mark.slow
