@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.support import ROOT, subprocess_env
 
@@ -25,6 +26,38 @@ def resnet18_cifar_macs() -> tuple[int, int]:
         macs += 3 * pixels * width * width * 9  # the other three
         macs += pixels * width * (width // 2)  # 1x1 projection shortcut
     return macs + 512 * 10, stem
+
+
+def wrn28_10_macs() -> int:
+    """Forward multiply-adds of WRN-28-10 on a 32x32 image: a 3x3 stem 3->16, three stages of
+    four pre-activation blocks (two 3x3 convolutions each) at widths 160, 320, 640 and 32, 16,
+    8 px, the first block of each stage striding from the previous width (stage 1: from the
+    stem's 16) with a 1x1 projection shortcut, and a 640->10 linear layer."""
+    macs, previous = 32 * 32 * 16 * 3 * 9, 16
+    for size, width in ((32, 160), (16, 320), (8, 640)):
+        pixels = size * size
+        macs += pixels * width * previous * 9 + pixels * width * previous  # conv + shortcut
+        macs += 7 * pixels * width * width * 9  # the block's second conv, three more blocks
+        previous = width
+    return macs + 640 * 10
+
+
+def test_the_benchmarks_flop_counts_are_the_hand_counts():
+    """All three benchmarked backbones build and are counted; ResNet-18 and WRN-28-10 equal
+    their hand counts, ResNet-50 the published 1.30 GMACs (Mukhoti et al.'s CIFAR variant,
+    as tabulated by DA2Lite's model zoo) to 1%."""
+    from benchmarks.gpu import MODELS, training_flops_per_image
+
+    assert set(MODELS) == {"resnet18", "resnet50", "wrn28_10"}
+    cpu = torch.device("cpu")
+    macs, stem = resnet18_cifar_macs()
+    assert training_flops_per_image("resnet18", cpu, 1) == (6 * macs - 2 * stem, 2 * macs)
+    train, forward = training_flops_per_image("wrn28_10", cpu, 1)
+    assert forward == 2 * wrn28_10_macs() == 10_486_657_536
+    assert train == 3 * forward - 2 * 32 * 32 * 16 * 3 * 9  # no gradient for the image
+    train, forward = training_flops_per_image("resnet50", cpu, 1)
+    assert forward == pytest.approx(2 * 1.30e9, rel=0.01)
+    assert train == pytest.approx(3 * forward, rel=0.002)
 
 
 @pytest.mark.slow
