@@ -181,7 +181,7 @@ def train_one_epoch(
     first_batch: dict[str, torch.Tensor] = {}
     seen = 0
     bar = tqdm(batches, total=steps, desc=desc, leave=False, disable=None if progress else True)
-    readout = ProgressReadout(device)
+    readout = None if bar.disable else ProgressReadout(device)  # pinned memory only if shown
     with no_host_syncs(device, check_syncs):
         for step, (inputs, targets, *context) in enumerate(bar):
             logits, loss = train_step.step(inputs, targets, *context)
@@ -194,7 +194,7 @@ def train_one_epoch(
                     for k, v in loss_fn.diagnostics(logits.detach(), targets).items()
                 }
             totals += torch.stack(list(sums.values()))
-            if not bar.disable and step % PROGRESS_EVERY == 0:
+            if readout is not None and step % PROGRESS_EVERY == 0:
                 shown = readout.poll(totals[0], totals[1], seen)
                 if shown is not None:
                     bar.set_postfix(loss=f"{shown[0]:.4f}", acc=f"{shown[1]:.3f}")

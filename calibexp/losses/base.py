@@ -9,7 +9,13 @@
   logged per epoch as ``evidence/<key>``, the sample-weighted mean over the epoch;
 - ``diagnostics(logits, targets) -> dict[str, Tensor]``: measurements that need autograd
   (the gate-gradient norm), taken on the first batch of every epoch;
-- ``on_epoch_start(epoch)``: for schedules (e.g. a γ that changes with the epoch).
+- ``on_epoch_start(epoch)``: for schedules (e.g. a γ that changes with the epoch); keep a
+  value that changes in a buffer tensor (updated in place), not a Python number, or a
+  compiled step (``train.compile``) is specialised on it and recompiled every epoch.
+
+Nothing here may read a value back to the host (``.item()``, ``if`` on a tensor, a boolean
+mask) or make a tensor from host data in every step: the step loop never waits on the device
+(``train.check_syncs``; every registered loss is held to it in the tests).
 """
 
 from __future__ import annotations
