@@ -28,18 +28,22 @@ writes JSON with:
 - the step loop checked free of host syncs (``train.check_syncs``: CUDA's sync debug mode) for
   every registered loss, eager, and for the compiled ResNet-18 step after its warm-up;
 - a real ``mlflow run . -e train`` of a 2-epoch CIFAR-10 ResNet-18 config on the device (tracked)
-  against the same training and test evaluation with no MLflow at all, whole-command wall times;
+  against the same training and test evaluation with no MLflow at all: the whole commands' wall
+  times and the last epoch's own time;
 - with several GPUs, one compiled ResNet-18 worker per GPU (``CUDA_VISIBLE_DEVICES``), all
   timed together once every worker has compiled: the aggregate images/s against one worker
-  alone.
+  alone;
+- on request (``--parts sharing``, ~3 minutes more), 2 and 4 such workers sharing one GPU, as
+  a study's trials could, against one alone.
 
 Each part is measured on its own (a failure is recorded as that part's error, the rest still
 runs) and the JSON is rewritten after each part; ``--models`` and ``--parts`` select a subset.
 The exit status is 1 if a sync check failed, so the script can gate a GPU CI job.
 
 ``--smoke`` runs every part on the CPU with ResNet-18 only, batch 4, epochs of 3 batches, small
-metric sizes, a small-CNN end-to-end run on 500 synthetic CIFAR images, and the compiled mode
-through Dynamo and AOTAutograd with eager kernels (``backend=aot_eager``; Inductor's code
+metric sizes, a small-CNN end-to-end run on 500 synthetic CIFAR images, two CPU workers in place
+of the GPUs' (the launcher and its barrier), and the compiled mode through Dynamo and
+AOTAutograd with eager kernels (``backend=aot_eager``; Inductor's code
 generation alone takes ~50 s for ResNet-18's two batch shapes on 2 CPU cores). Its figures are
 not speed figures; it is there so the script is known to work before a GPU is spent on it.
 
@@ -117,10 +121,13 @@ class Sizes:
     metric_cases: tuple[tuple[int, int], ...]
     models: tuple[str, ...]
     compile_backend: str
+    worker_epochs: int  # short epochs each throughput worker times, all workers at once
 
 
-GPU_SIZES = Sizes(128, 60, 72, 1, 3, 10_000, ((10**6, 10), (10**5, 100)), tuple(MODELS), "inductor")
-SMOKE_SIZES = Sizes(4, 2, 2, 1, 1, 16, ((2_000, 10), (500, 100)), ("resnet18",), "aot_eager")
+GPU_SIZES = Sizes(
+    128, 60, 72, 1, 3, 10_000, ((10**6, 10), (10**5, 100)), tuple(MODELS), "inductor", 10
+)
+SMOKE_SIZES = Sizes(4, 2, 2, 1, 1, 16, ((2_000, 10), (500, 100)), ("resnet18",), "aot_eager", 1)
 
 
 def describe(device: torch.device) -> dict[str, Any]:
@@ -420,14 +427,13 @@ def untracked_run(config: str, overrides: list[str]) -> None:
 # ----------------------------------------------------------------------------- several GPUs
 
 
-WORKER_TIMED_EPOCHS = 10  # short epochs each worker times, all workers at once
-
-
-def throughput_worker(sizes: Sizes) -> None:
-    """One compiled ResNet-18 on this process's GPU: warm up (compile, record the graphs), say
-    "ready", wait for "go" on stdin, then time ``WORKER_TIMED_EPOCHS`` epochs and print them
-    as JSON with wall-clock start and end (the same clock for every worker of the machine)."""
-    device = torch.device("cuda")
+def throughput_worker() -> None:
+    """One compiled ResNet-18 on this process's GPU (a CPU in a smoke run): warm up (compile,
+    record the graphs), say "ready", wait for "go" on stdin, then time ``sizes.worker_epochs``
+    epochs and print them as JSON with wall-clock start and end (one clock for every worker
+    of the machine)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sizes = GPU_SIZES if device.type == "cuda" else SMOKE_SIZES
     torch.backends.cudnn.benchmark = True
     n = sizes.batch * sizes.full_batches + sizes.last
     loader = synthetic_loader(n, sizes.batch, device)
@@ -437,10 +443,10 @@ def throughput_worker(sizes: Sizes) -> None:
     print("ready", flush=True)
     sys.stdin.readline()
     start = time.time()
-    for epoch in range(WORKER_TIMED_EPOCHS):
+    for epoch in range(sizes.worker_epochs):
         timed_epoch(step, loader, device, 10 + epoch)
     end = time.time()
-    print(json.dumps({"images": n * WORKER_TIMED_EPOCHS, "start": start, "end": end}), flush=True)
+    print(json.dumps({"images": n * sizes.worker_epochs, "start": start, "end": end}), flush=True)
 
 
 def visible_gpus() -> list[str]:
@@ -450,39 +456,56 @@ def visible_gpus() -> list[str]:
     return names[: torch.cuda.device_count()] or [str(i) for i in range(torch.cuda.device_count())]
 
 
-def several_gpus(gpus: list[str]) -> dict[str, Any]:
-    """One compiled ResNet-18 worker per GPU, timed together after every worker has warmed up,
-    against the first GPU's worker alone: aggregate images/s = all images / the span from the
-    first start to the last end."""
-
-    def launch(chosen: list[str]) -> float:
-        workers = [
-            subprocess.Popen(
-                [sys.executable, __file__, "--throughput-worker"],
-                env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu},
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for gpu in chosen
-        ]
+def timed_workers(gpus: list[str]) -> float:
+    """Aggregate images/s of one ``throughput_worker`` per entry of ``gpus`` (its
+    CUDA_VISIBLE_DEVICES; "" = none, a CPU), timed together once every one has warmed up: all
+    images / the span from the first start to the last end."""
+    workers = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--throughput-worker"],
+            env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for gpu in gpus
+    ]
+    try:
         for worker in workers:  # the barrier: every worker compiled and recorded
-            if worker.stdout.readline().strip() != "ready":
+            if not any(line.strip() == "ready" for line in iter(worker.stdout.readline, "")):
                 raise RuntimeError(f"a worker died warming up (exit {worker.wait()})")
         for worker in workers:
             worker.stdin.write("go\n")
             worker.stdin.flush()
-        timed = [json.loads(worker.communicate()[0].strip().splitlines()[-1]) for worker in workers]
-        span = max(t["end"] for t in timed) - min(t["start"] for t in timed)
-        return sum(t["images"] for t in timed) / span
+        timed = [json.loads(w.communicate()[0].strip().splitlines()[-1]) for w in workers]
+    finally:
+        for worker in workers:  # none left behind holding a GPU, whatever went wrong
+            if worker.poll() is None:
+                worker.kill()
+    span = max(t["end"] for t in timed) - min(t["start"] for t in timed)
+    return sum(t["images"] for t in timed) / span
 
-    alone = launch(gpus[:1])
-    together = launch(gpus)
+
+def several_gpus(gpus: list[str]) -> dict[str, Any]:
+    """One compiled ResNet-18 worker per GPU, against the first GPU's worker alone."""
+    alone, together = timed_workers(gpus[:1]), timed_workers(gpus)
     return {
         "gpus": len(gpus),
+        "gpus_used": all(gpus),  # False in a smoke run: CPU workers
         "one_worker_images_per_s": alone,
         "all_workers_images_per_s": together,
         "scaling": together / alone,
+    }
+
+
+def sharing_one_gpu(gpu: str, counts: tuple[int, ...] = (2, 4)) -> dict[str, Any]:
+    """Several compiled ResNet-18 workers on one GPU (several trials at once, where one small
+    model at batch 128 leaves the GPU partly idle), against one worker alone."""
+    alone = timed_workers([gpu])
+    shared = {k: timed_workers([gpu] * k) for k in counts}
+    return {
+        "one_worker_images_per_s": alone,
+        "workers": {str(k): {"images_per_s": v, "gain": v / alone} for k, v in shared.items()},
     }
 
 
@@ -544,6 +567,7 @@ def print_report(results: dict[str, Any]) -> None:
         ("syncs", show_syncs),
         ("end_to_end", show_end_to_end),
         ("several_gpus", show_several_gpus),
+        ("sharing", show_sharing),
     ):
         if name in results and "error" in results[name]:
             print(f"\n{name}: ERROR {results[name]['error']}")
@@ -576,15 +600,23 @@ def show_end_to_end(e2e: dict[str, Any]) -> None:
     )
 
 
+def show_sharing(s: dict[str, Any]) -> None:
+    print(f"\none GPU shared, compiled ResNet-18: one worker {s['one_worker_images_per_s']:,.0f}")
+    for k, w in s["workers"].items():
+        print(f"  {k} workers: {w['images_per_s']:,.0f} images/s in all, {w['gain']:.2f}x")
+
+
 def show_several_gpus(s: dict[str, Any]) -> None:
     print(
-        f"\n{s['gpus']} GPUs, one compiled ResNet-18 worker each: "
+        f"\n{s['gpus']} {'GPUs' if s['gpus_used'] else 'CPU workers (smoke)'}, one compiled "
+        "ResNet-18 worker each: "
         f"{s['all_workers_images_per_s']:,.0f} images/s, {s['scaling']:.2f}x one worker's "
         f"{s['one_worker_images_per_s']:,.0f}"
     )
 
 
-PARTS = ("training", "metrics", "syncs", "end_to_end", "several_gpus")
+PARTS = ("training", "metrics", "syncs", "end_to_end", "several_gpus", "sharing")
+DEFAULT_PARTS = PARTS[:-1]  # sharing one GPU between workers: ~3 more minutes, on request
 
 
 def main() -> int:
@@ -593,7 +625,7 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny sizes: does it run?")
     parser.add_argument("--peak-tflops", type=float, help="the device's bf16 dense peak")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), help="default: all three")
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(DEFAULT_PARTS))
     parser.add_argument("--untracked", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--throughput-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -601,7 +633,7 @@ def main() -> int:
         untracked_run(args.untracked[0], args.untracked[1:])
         return 0
     if args.throughput_worker:
-        throughput_worker(GPU_SIZES)
+        throughput_worker()
         return 0
     device = torch.device("cpu") if args.smoke else torch.device("cuda")
     if not args.smoke and not torch.cuda.is_available():
@@ -656,9 +688,12 @@ def main() -> int:
         part("syncs", partial(check_losses, device, sizes))
     if "end_to_end" in args.parts:
         part("end_to_end", partial(end_to_end, device, args.smoke))
-    gpus = visible_gpus() if device.type == "cuda" else []
+    # A smoke run starts two CPU workers: the launcher and its barrier are exercised too.
+    gpus = visible_gpus() if device.type == "cuda" else ["", ""]
     if "several_gpus" in args.parts and len(gpus) > 1:
         part("several_gpus", partial(several_gpus, gpus))
+    if "sharing" in args.parts and device.type == "cuda":
+        part("sharing", partial(sharing_one_gpu, gpus[0]))
     print_report(results)
     if args.out:
         print(f"\nwritten: {args.out}")

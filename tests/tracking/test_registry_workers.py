@@ -308,6 +308,10 @@ def test_workers_wait_out_a_server_restart(server, tmp_path):
     cells = load_sweep(spec, root=ROOT).cells
     folders = [tmp_path / host for host in ("x", "y")]
     workers = [start(sweep(spec), server.uri, f.name, "restart", f) for f in folders]
+    # Both workers connected first: a worker that starts while the store is down cannot tell
+    # it from a wrong URI and stops with one line (open_store); waiting out an outage is for
+    # workers already at work.
+    wait_for(folders[1], r"^epoch 1/12 ", workers[1])
     wait_for(folders[0], r"^epoch 4/12 ", workers[0])
     server.stop(signal.SIGKILL)  # mid-run: its workers' next writes are refused
     time.sleep(3)
