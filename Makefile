@@ -22,7 +22,7 @@ demo: install  ## train the embedded default (digits, small CNN, CE) into ./mlfl
 test: install  ## the whole test suite, CPU only
 	python -m pytest
 
-test-fast: install  ## the development loop: every test not marked slow (about 2 minutes)
+test-fast: install  ## the development loop: every test not marked slow (about 3 minutes)
 	python -m pytest -m "not slow"
 
 lint: install  ## ruff: the lint rules and the formatting, as CI checks them
