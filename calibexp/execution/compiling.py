@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TypeVar
 
 import torch
@@ -35,7 +36,7 @@ class Compiler:
     mode: str | None
     backend: str = "inductor"
 
-    @property
+    @cached_property  # asked at every step
     def cuda_graphs(self) -> bool:
         """Whether the mode records CUDA graphs (``reduce-overhead`` and ``max-autotune``)."""
         if self.mode is None or self.backend != "inductor":
