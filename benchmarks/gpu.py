@@ -74,7 +74,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.train_step import NUM_CLASSES, synchronize, synthetic_split  # noqa: E402
+from benchmarks.train_step import NUM_CLASSES, synchronize, synthetic_loader  # noqa: E402
 
 CIFAR10_TRAIN, CIFAR10_VAL, EPOCHS = 45_000, 5_000, 350
 GOAL_RESNET18_MIN = 5.0
@@ -161,23 +161,12 @@ def peak_tflops(name: str, given: float | None) -> float | None:
 # ----------------------------------------------------------------------------- training speed
 
 
-def synthetic_loader(n: int, batch: int, device: torch.device):
-    from calibexp.data.augment import crop_and_flip
-    from calibexp.data.cifar import CIFAR10_MEAN, CIFAR10_STD
-    from calibexp.data.loader import DeviceLoader
-
-    split = synthetic_split(n, device)
-    return DeviceLoader(split, batch, device, CIFAR10_MEAN, CIFAR10_STD, crop_and_flip(4))
-
-
 def build_model(key: str, device: torch.device) -> torch.nn.Module:
     from calibexp.models import BACKBONES
+    from calibexp.parts import place_model
 
     name, params = MODELS[key]
-    model = BACKBONES.build(name, NUM_CLASSES, 3, **params)
-    if device.type == "cuda":  # as calibexp.parts.build_model does
-        model = model.to(memory_format=torch.channels_last)
-    return model.to(device)
+    return place_model(BACKBONES.build(name, NUM_CLASSES, 3, **params), device)
 
 
 def build_step(model, mode: Mode, device: torch.device, backend: str, loss: str = "ce"):
@@ -315,27 +304,14 @@ def eval_images_per_s(key: str, device: torch.device, sizes: Sizes) -> float:
 
 
 def metric_suite_vs_libraries(device: torch.device, cases, repeats: int = 5) -> list[dict]:
-    from benchmarks.metrics import BINS, roughly_calibrated_data, run_baseline, run_suite
+    from benchmarks.metrics import BINS, roughly_calibrated_data, suite_and_baseline_medians
 
     rows = []
     for n, k in cases:
         logits, targets = (t.to(device) for t in roughly_calibrated_data(n, k))
-        run_suite(logits, targets), run_baseline(logits, targets)  # warm-up
-        suite, baseline = [], []
-        for _ in range(repeats):  # both end in a host read: each time is complete
-            for fn, times in ((run_suite, suite), (run_baseline, baseline)):
-                start = time.perf_counter()
-                fn(logits, targets)
-                times.append(time.perf_counter() - start)
-        rows.append(
-            {
-                "n": n,
-                "k": k,
-                "bins": BINS,
-                "suite_s": statistics.median(suite),
-                "baseline_s": statistics.median(baseline),
-            }
-        )
+        # both end in a host read, so each time is complete on a GPU too
+        suite, baseline = suite_and_baseline_medians(logits, targets, repeats)
+        rows.append({"n": n, "k": k, "bins": BINS, "suite_s": suite, "baseline_s": baseline})
     return rows
 
 

@@ -69,13 +69,22 @@ def endless_batches(loader, device: torch.device) -> Iterator[tuple[torch.Tensor
         epoch += 1
 
 
+def synthetic_loader(n: int, batch: int, device: torch.device):
+    """The training loader of a run, crop+flip included, on ``synthetic_split(n)``."""
+    from calibexp.data.augment import crop_and_flip
+    from calibexp.data.cifar import CIFAR10_MEAN, CIFAR10_STD
+    from calibexp.data.loader import DeviceLoader
+
+    split = synthetic_split(n, device)
+    return DeviceLoader(split, batch, device, CIFAR10_MEAN, CIFAR10_STD, crop_and_flip(4))
+
+
 def build_model(device: torch.device) -> torch.nn.Module:
     from calibexp.models import BACKBONES
+    from calibexp.parts import place_model
 
     model = BACKBONES.build("resnet18", NUM_CLASSES, 3, cifar_stem=True)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model.to(device).train()
+    return place_model(model, device).train()
 
 
 def timed_step(batches, model, loss_fn, optimizer, autocast, device) -> tuple[float, float]:
@@ -96,15 +105,10 @@ def timed_step(batches, model, loss_fn, optimizer, autocast, device) -> tuple[fl
 
 
 def run_steps(device: torch.device, n: int, steps: int, warmup: int) -> list[tuple[float, float]]:
-    from calibexp.data.augment import crop_and_flip
-    from calibexp.data.cifar import CIFAR10_MEAN, CIFAR10_STD
-    from calibexp.data.loader import DeviceLoader
     from calibexp.engine import autocast_for
     from calibexp.losses import LOSSES
 
-    loader = DeviceLoader(
-        synthetic_split(n, device), BATCH, device, CIFAR10_MEAN, CIFAR10_STD, crop_and_flip(4)
-    )
+    loader = synthetic_loader(n, BATCH, device)
     model = build_model(device)
     loss_fn = LOSSES.build("ce")
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

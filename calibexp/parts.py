@@ -66,7 +66,13 @@ def build_model(cfg: ExperimentConfig, data: DataBundle, device: torch.device) -
     model = BACKBONES.build(
         cfg.model.name, data.num_classes, data.in_channels, **hyperparameters(cfg.model)
     )
-    if device.type == "cuda":  # NHWC convolutions are the fast ones on tensor cores
+    return place_model(model, device)
+
+
+def place_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` on ``device``, channels_last on CUDA (NHWC convolutions are the fast ones on
+    tensor cores; the loader hands CUDA batches over in the same layout)."""
+    if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     return model.to(device)
 

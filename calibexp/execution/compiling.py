@@ -46,9 +46,6 @@ class Compiler:
     def __call__(self, fn: F) -> F:
         if self.mode is None:
             return fn
-        torch._dynamo.config.cache_size_limit = max(
-            torch._dynamo.config.cache_size_limit, RECOMPILE_LIMIT
-        )
         if self.backend != "inductor":  # the modes are Inductor's; other backends take none
             return torch.compile(fn, backend=self.backend, dynamic=False)
         return torch.compile(fn, mode=self.mode, dynamic=False)
@@ -76,4 +73,6 @@ def compiler_for(
     # hyper-parameter value would add its graphs until Dynamo's limit turned the step eager;
     # this also frees the previous run's CUDA graph memory.
     torch.compiler.reset()
+    limit = torch._dynamo.config.cache_size_limit
+    torch._dynamo.config.cache_size_limit = max(limit, RECOMPILE_LIMIT)
     return Compiler(mode, backend)
